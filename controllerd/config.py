@@ -1,0 +1,258 @@
+"""The room's configuration: one TOML file, validated by pydantic models.
+
+`load_config` reads and validates a file; every problem is reported with its TOML path
+(`devices[3].driver.port: …`) through `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from controllerd.sim_config import FreezerSimulation, ProbeSimulation, SimulatorSection
+from drivers.modbus import ModbusLinkConfig, ModbusRtuConfig, RegisterSpec, check_register_map
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_ID_RULE = "lower-case letters, digits, '-' and '_', starting with a letter or digit"
+
+
+def _check_id(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError(f"'{value}' is not a valid id ({_ID_RULE}; it becomes an MQTT topic level)")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ControllerSection(_Strict):
+    """`[controller]`: who this daemon is and where it keeps its state."""
+
+    site: str = Field(description="Site id: the second MQTT topic level.")
+    id: str = Field(description="Controller (room) id: the third MQTT topic level.")
+    state_dir: Path = Field(description="Durable state (SQLite outbox, alarms, specimen map).")
+
+    _site = field_validator("site", "id")(_check_id)
+
+
+class MqttSection(_Strict):
+    """`[mqtt]`: the broker connection (MQTT 5)."""
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="Broker host.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
+    prefix: str = Field(default="biobank", description="First MQTT topic level.")
+    username: str | None = Field(default=None, description="Broker user name.")
+    password_file: Path | None = Field(
+        default=None, description="File holding the broker password (never the password itself)."
+    )
+    ca_file: Path | None = Field(default=None, description="CA bundle: enables TLS.")
+    cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(default=None, description="Client key (mutual TLS).")
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive.")
+    reconnect_initial_s: float = Field(default=0.5, gt=0, description="First reconnect delay.")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="Cap of the reconnect delay.")
+
+    _prefix = field_validator("prefix")(_check_id)
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> MqttSection:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.cert_file is not None and self.ca_file is None:
+            raise ValueError("cert_file needs ca_file (TLS)")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs username")
+        return self
+
+
+class LoggingSection(_Strict):
+    """`[logging]`: structlog output."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: JSON under systemd (journald), readable on a terminal."
+    )
+
+
+class _DeviceBase(_Strict):
+    id: str = Field(description="Unique device id: an MQTT topic level.")
+    name: str = Field(default="", description="Human description (location, model).")
+    poll_interval_s: float = Field(default=5.0, ge=0.05, le=3600, description="Poll period.")
+
+    _id = field_validator("id")(_check_id)
+
+
+class _ModbusDevice(_DeviceBase):
+    driver: ModbusLinkConfig = Field(description="How to reach the device.")
+    registers: tuple[RegisterSpec, ...] = Field(min_length=1, description="Register map.")
+
+    #: Value names the kind cannot do without.
+    required_values: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_registers(self) -> _ModbusDevice:
+        problems = check_register_map(self.registers)
+        names = {reg.name for reg in self.registers}
+        problems += [
+            f"registers: '{name}' is required for a {self.kind_name()}"
+            for name in self.required_values
+            if name not in names
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def kind_name(self) -> str:
+        return str(getattr(self, "kind", "device"))
+
+
+class UltFreezerConfig(_ModbusDevice):
+    """A -80 °C ULT freezer on Modbus: cabinet temperature, setpoint, door, compressor, alarms."""
+
+    kind: Literal["ult_freezer"]
+    required_values: ClassVar[tuple[str, ...]] = ("temperature_c",)
+    simulation: FreezerSimulation | None = Field(
+        default=None, description="Present when `simulators run` serves this device."
+    )
+
+
+class ProbeConfig(_ModbusDevice):
+    """A temperature probe on Modbus (one temperature)."""
+
+    kind: Literal["probe"]
+    required_values: ClassVar[tuple[str, ...]] = ("temperature_c",)
+    simulation: ProbeSimulation | None = Field(
+        default=None, description="Present when `simulators run` serves this device."
+    )
+
+
+DeviceConfig = Annotated[UltFreezerConfig | ProbeConfig, Field(discriminator="kind")]
+
+
+class Config(_Strict):
+    """A whole room: one daemon's configuration."""
+
+    controller: ControllerSection
+    mqtt: MqttSection = MqttSection()
+    logging: LoggingSection = LoggingSection()
+    simulator: SimulatorSection | None = Field(
+        default=None, description="Only for simulated rooms: read by `simulators run`."
+    )
+    devices: tuple[DeviceConfig, ...] = Field(default=(), description="The room's devices.")
+
+    @model_validator(mode="after")
+    def _check_devices(self) -> Config:
+        problems = _cross_device_problems(self.devices)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def device(self, device_id: str) -> DeviceConfig:
+        """The device with this id (KeyError when there is none)."""
+        for dev in self.devices:
+            if dev.id == device_id:
+                return dev
+        raise KeyError(device_id)
+
+
+def _cross_device_problems(devices: Sequence[DeviceConfig]) -> list[str]:
+    problems: list[str] = []
+    first_index: dict[str, int] = {}
+    lines: dict[str, tuple[int, ModbusRtuConfig]] = {}
+    units: dict[tuple[str, int], int] = {}
+    for index, dev in enumerate(devices):
+        if dev.id in first_index:
+            problems.append(f"devices[{index}].id: duplicate id '{dev.id}' (also devices"
+                            f"[{first_index[dev.id]}])")
+        first_index.setdefault(dev.id, index)
+        link = dev.driver
+        unit_key = (link.link_key, link.unit_id)
+        if unit_key in units:
+            problems.append(f"devices[{index}].driver.unit_id: unit {link.unit_id} on "
+                            f"{link.link_key} is also devices[{units[unit_key]}]")
+        units.setdefault(unit_key, index)
+        if isinstance(link, ModbusRtuConfig):
+            other = lines.setdefault(link.port, (index, link))
+            if other[1].line_settings != link.line_settings:
+                problems.append(f"devices[{index}].driver: line settings on {link.port} differ "
+                                f"from devices[{other[0]}] (baudrate, parity, stopbits, bytesize "
+                                "must agree on one line)")
+    ids = set(first_index)
+    for index, dev in enumerate(devices):
+        sim = getattr(dev, "simulation", None)
+        if isinstance(sim, ProbeSimulation) and sim.follows is not None:
+            followed = next((d for d in devices if d.id == sim.follows), None)
+            if sim.follows not in ids or not isinstance(followed, UltFreezerConfig):
+                problems.append(f"devices[{index}].simulation.follows: '{sim.follows}' is not a "
+                                "ult_freezer in this file")
+    return problems
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; `problems` holds one 'path: message' line each."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+
+def _toml_path(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("ult_freezer", "probe", "modbus_tcp", "modbus_rtu"):
+            continue  # discriminated-union branch names are not part of the TOML path
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        path = _toml_path(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "value_error" and ": " in message and message.split(": ")[0].startswith(
+            ("devices[", "registers")
+        ):
+            # Cross-field validators already name their own paths; keep them relative to `path`.
+            for part in message.split("; "):
+                problems.append(f"{path}.{part}" if path and not part.startswith("devices[")
+                                else part)
+            continue
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        elif "input" in err and err["type"] not in ("value_error",):
+            message = f"{message} (got {err['input']!r})"
+        problems.append(f"{path}: {message}" if path else message)
+    return problems
+
+
+def parse_config(data: dict[str, Any], *, source: str = "<config>") -> Config:
+    """Validate already-parsed TOML data (raises ConfigError)."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _format_errors(exc)) from exc
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a config file (raises ConfigError naming every problem)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from exc
+    return parse_config(data, source=str(path))

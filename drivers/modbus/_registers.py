@@ -1,0 +1,247 @@
+"""Register maps: how a Modbus device's registers become named values, and back.
+
+Pure code (no I/O): the register model a config file declares, the planner that groups a map into
+as few read requests as possible, and the codec between 16-bit words and engineering values.
+The simulators use the same codec to serve what the driver reads.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+RegisterTable = Literal["holding", "input"]
+RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32"]
+WordOrder = Literal["big", "little"]
+
+#: A Modbus read may ask for at most 125 registers (Modbus application protocol v1.1b3, 6.3).
+MAX_READ_REGISTERS = 125
+#: Registers skipped between two map entries that are still read in one request: reading a few
+#: unused registers is far cheaper than another round trip on a 19200 baud line.
+MAX_GAP_REGISTERS = 8
+
+_VALUE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}
+_RAW_RANGE = {
+    "int16": (-(2**15), 2**15 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+}
+
+
+class RegisterSpec(BaseModel):
+    """One named value in a device's register map."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        description="Value name published in telemetry, with its unit as suffix "
+        "(temperature_c, setpoint_c, door_open, alarm_bits)."
+    )
+    address: int = Field(ge=0, le=65535, description="Zero-based register address.")
+    table: RegisterTable = Field(default="holding", description="Holding or input registers.")
+    type: RegisterType = Field(default="int16", description="How the raw word(s) are read.")
+    word_order: WordOrder = Field(
+        default="big", description="For 32-bit types: 'big' puts the high word first."
+    )
+    scale: float = Field(default=1.0, description="value = raw * scale + offset.")
+    offset: float = Field(default=0.0, description="value = raw * scale + offset.")
+    writable: bool = Field(default=False, description="May be written (holding registers only).")
+    fault_codes: tuple[int, ...] = Field(
+        default=(),
+        description="Raw values that mean 'no valid reading' (a probe's open-circuit or "
+        "out-of-range code): reported as a sensor fault, never as a value.",
+    )
+    stale_after_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="An analogue value that stays bit-for-bit identical this long is stale "
+        "(a frozen sensor or a hung controller); unset for state values such as door_open.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        if not _VALUE_NAME.match(name):
+            raise ValueError("must be lower_snake_case with its unit as suffix, e.g. temperature_c")
+        return name
+
+    @field_validator("scale")
+    @classmethod
+    def _check_scale(cls, scale: float) -> float:
+        if scale == 0 or not math.isfinite(scale):
+            raise ValueError("must be a finite, non-zero number")
+        return scale
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> RegisterSpec:
+        if self.writable and self.table != "holding":
+            raise ValueError("only holding registers can be writable")
+        if self.address + self.width > 65536:
+            raise ValueError(f"a {self.type} at {self.address} runs past register 65535")
+        if self.type in _RAW_RANGE:
+            low, high = _RAW_RANGE[self.type]
+            bad = [code for code in self.fault_codes if not low <= code <= high]
+            if bad:
+                raise ValueError(f"fault_codes {bad} do not fit a {self.type}")
+        return self
+
+    @property
+    def width(self) -> int:
+        """Number of 16-bit registers the value occupies."""
+        return _WIDTH[self.type]
+
+
+def check_register_map(registers: Sequence[RegisterSpec]) -> list[str]:
+    """Return one message per problem in a map: duplicate names or overlapping registers."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    used: dict[tuple[str, int], str] = {}
+    for index, reg in enumerate(registers):
+        if reg.name in seen:
+            problems.append(f"registers[{index}].name: '{reg.name}' is already registers"
+                            f"[{seen[reg.name]}]")
+        seen.setdefault(reg.name, index)
+        for addr in range(reg.address, reg.address + reg.width):
+            owner = used.get((reg.table, addr))
+            if owner is not None and owner != reg.name:
+                problems.append(f"registers[{index}].address: {reg.table} register {addr} is "
+                                f"also used by '{owner}'")
+                break
+            used[(reg.table, addr)] = reg.name
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBlock:
+    """One read request: `count` registers of `table` from `start`, and what they hold."""
+
+    table: RegisterTable
+    start: int
+    count: int
+    registers: tuple[RegisterSpec, ...]
+
+
+def plan_reads(registers: Iterable[RegisterSpec]) -> list[ReadBlock]:
+    """Group a register map into the fewest read requests (contiguous, gaps up to 8 words)."""
+    blocks: list[ReadBlock] = []
+    for table in ("holding", "input"):
+        regs = sorted((r for r in registers if r.table == table), key=lambda r: r.address)
+        current: list[RegisterSpec] = []
+        start = end = 0
+        for reg in regs:
+            reg_end = reg.address + reg.width
+            fits = (
+                current
+                and reg.address - end <= MAX_GAP_REGISTERS
+                and max(end, reg_end) - start <= MAX_READ_REGISTERS
+            )
+            if fits:
+                current.append(reg)
+                end = max(end, reg_end)
+                continue
+            if current:
+                blocks.append(ReadBlock(table, start, end - start, tuple(current)))
+            current, start, end = [reg], reg.address, reg_end
+        if current:
+            blocks.append(ReadBlock(table, start, end - start, tuple(current)))
+    return blocks
+
+
+class SensorFault(ValueError):
+    """A register held one of its fault codes: the sensor has no valid reading."""
+
+    def __init__(self, name: str, raw: int) -> None:
+        super().__init__(f"{name}: sensor fault code {raw}")
+        self.name = name
+        self.raw = raw
+
+
+def _words_to_raw(spec: RegisterSpec, words: Sequence[int]) -> int | float:
+    if spec.width == 1:
+        raw = words[0] & 0xFFFF
+        return raw - 0x10000 if spec.type == "int16" and raw >= 0x8000 else raw
+    high, low = (words[0], words[1]) if spec.word_order == "big" else (words[1], words[0])
+    data = struct.pack(">HH", high & 0xFFFF, low & 0xFFFF)
+    fmt = {"int32": ">i", "uint32": ">I", "float32": ">f"}[spec.type]
+    value: int | float = struct.unpack(fmt, data)[0]
+    return value
+
+
+def decode_value(spec: RegisterSpec, words: Sequence[int]) -> float:
+    """Turn the register words of one value into its engineering value.
+
+    Raises SensorFault when the raw value is one of the spec's fault codes, and ValueError when
+    a float32 holds NaN or infinity (never a measurement).
+    """
+    raw = _words_to_raw(spec, words)
+    if isinstance(raw, int) and raw in spec.fault_codes:
+        raise SensorFault(spec.name, raw)
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise ValueError(f"{spec.name}: register holds {raw}, not a number")
+    return raw * spec.scale + spec.offset
+
+
+def decode_block(block: ReadBlock, words: Sequence[int]) -> tuple[dict[str, float], dict[str, str]]:
+    """Decode one read block into (values, faults) where faults maps name -> reason."""
+    if len(words) != block.count:
+        raise ValueError(f"expected {block.count} registers from {block.table} {block.start}, "
+                         f"got {len(words)}")
+    values: dict[str, float] = {}
+    faults: dict[str, str] = {}
+    for spec in block.registers:
+        offset = spec.address - block.start
+        try:
+            values[spec.name] = decode_value(spec, words[offset : offset + spec.width])
+        except SensorFault as exc:
+            faults[spec.name] = str(exc)
+    return values, faults
+
+
+def encode_value(spec: RegisterSpec, value: float) -> list[int]:
+    """Turn an engineering value into the register words that hold it (the inverse of decode).
+
+    Raises ValueError when the value does not fit the register type after scaling.
+    """
+    if not math.isfinite(value):
+        raise ValueError(f"{spec.name}: {value} is not a finite number")
+    raw_float = (value - spec.offset) / spec.scale
+    if spec.type == "float32":
+        data = struct.pack(">f", raw_float)
+    else:
+        raw = round(raw_float)
+        low, high = _RAW_RANGE[spec.type]
+        if not low <= raw <= high:
+            raise ValueError(f"{spec.name}: {value} is outside what a {spec.type} register "
+                             f"holds at scale {spec.scale} and offset {spec.offset}")
+        if spec.width == 1:
+            return [raw & 0xFFFF]
+        data = struct.pack(">i" if spec.type == "int32" else ">I", raw)
+    high_word, low_word = struct.unpack(">HH", data)
+    return [high_word, low_word] if spec.word_order == "big" else [low_word, high_word]
+
+
+def encode_raw(spec: RegisterSpec, raw: int) -> list[int]:
+    """Register words holding a raw integer as is (fault codes, which bypass scaling)."""
+    if spec.type == "float32":
+        raise ValueError(f"{spec.name}: float32 registers have no integer fault codes")
+    low, high = _RAW_RANGE[spec.type]
+    if not low <= raw <= high:
+        raise ValueError(f"{spec.name}: raw {raw} does not fit a {spec.type}")
+    if spec.width == 1:
+        return [raw & 0xFFFF]
+    data = struct.pack(">i" if spec.type == "int32" else ">I", raw)
+    high_word, low_word = struct.unpack(">HH", data)
+    return [high_word, low_word] if spec.word_order == "big" else [low_word, high_word]
+
+
+def values_by_name(registers: Iterable[RegisterSpec]) -> Mapping[str, RegisterSpec]:
+    """Index a register map by value name."""
+    return {reg.name: reg for reg in registers}
