@@ -228,7 +228,13 @@ def _format_errors(exc: ValidationError) -> list[str]:
                 problems.append(f"{path}.{part}" if path and not part.startswith("devices[")
                                 else part)
             continue
-        if err["type"] == "extra_forbidden":
+        if err["type"] in ("union_tag_not_found", "union_tag_invalid"):
+            ctx = err.get("ctx", {})
+            key = ctx.get("discriminator", "kind").strip("'")
+            path = f"{path}.{key}" if path else key
+            message = ("required key is missing" if err["type"] == "union_tag_not_found" else
+                       f"'{ctx.get('tag')}' is not one of {ctx.get('expected_tags')}")
+        elif err["type"] == "extra_forbidden":
             message = "unknown key"
         elif err["type"] == "missing":
             message = "required key is missing"
@@ -238,12 +244,34 @@ def _format_errors(exc: ValidationError) -> list[str]:
     return problems
 
 
+def _raw_duplicate_ids(data: dict[str, Any]) -> list[str]:
+    """Duplicate device ids, found in the raw data: pydantic skips the cross-device check when
+    any field is invalid, and a user fixing one problem should not discover the next one later.
+    """
+    devices = data.get("devices")
+    if not isinstance(devices, list):
+        return []
+    first: dict[str, int] = {}
+    problems = []
+    for index, dev in enumerate(devices):
+        dev_id = dev.get("id") if isinstance(dev, dict) else None
+        if not isinstance(dev_id, str):
+            continue
+        if dev_id in first:
+            problems.append(f"devices[{index}].id: duplicate id '{dev_id}' (also devices"
+                            f"[{first[dev_id]}])")
+        first.setdefault(dev_id, index)
+    return problems
+
+
 def parse_config(data: dict[str, Any], *, source: str = "<config>") -> Config:
     """Validate already-parsed TOML data (raises ConfigError)."""
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, _format_errors(exc)) from exc
+        problems = _format_errors(exc)
+        problems += [p for p in _raw_duplicate_ids(data) if p not in problems]
+        raise ConfigError(source, problems) from exc
 
 
 def load_config(path: Path | str) -> Config:

@@ -1,7 +1,13 @@
-"""Modbus TCP and RTU: register maps, their codec, and the async driver on pymodbus."""
+"""Modbus device descriptions, pure: link configs, register maps and the register codec.
+
+No I/O here (the simulators reuse it); the driver on pymodbus is `drivers.modbus_client`.
+"""
 
 from drivers.modbus._config import ModbusLinkConfig, ModbusRtuConfig, ModbusTcpConfig
 from drivers.modbus._registers import (
+    RegisterTable,
+    RegisterType,
+    WordOrder,
     MAX_READ_REGISTERS,
     ReadBlock,
     RegisterSpec,
@@ -21,6 +27,9 @@ __all__ = [
     "ModbusRtuConfig",
     "ModbusTcpConfig",
     "ReadBlock",
+    "RegisterTable",
+    "RegisterType",
+    "WordOrder",
     "RegisterSpec",
     "SensorFault",
     "check_register_map",

@@ -1,0 +1,15 @@
+"""Timestamps as the MQTT contract wants them: RFC 3339, UTC, milliseconds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utc_now() -> str:
+    """Now, e.g. '2026-11-22T10:15:30.123Z'."""
+    return format_ts(datetime.now(UTC))
+
+
+def format_ts(moment: datetime) -> str:
+    """An aware datetime as RFC 3339 UTC with milliseconds."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -1,0 +1,162 @@
+"""The daemon's MQTT 5 connection: always reconnecting, with a retained last will.
+
+`MqttConnection` owns one background task that keeps a session to the broker: it connects with
+`BASE/status` = offline as last will, publishes `online`, republishes every retained message the
+daemon has published so far (so a broker that restarted without persistence learns the current
+state again), and reconnects with capped, jittered backoff when the connection drops.
+Non-retained QoS 0 telemetry published while disconnected is dropped (counted), never queued:
+a stale reading delivered late is worse than none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from types import TracebackType
+from typing import Self
+
+import aiomqtt
+import structlog
+
+from controllerd._time import utc_now
+from controllerd.config import Config, MqttSection
+from controllerd.topics import StatusPayload, Topics
+from drivers import Backoff
+
+_log = structlog.get_logger("controllerd.mqtt")
+
+
+class MqttConnection:
+    """A self-healing MQTT 5 session for one controller."""
+
+    def __init__(self, *, config: Config, topics: Topics) -> None:
+        self._mqtt: MqttSection = config.mqtt
+        self._client_id = f"controllerd-{config.controller.site}-{config.controller.id}"
+        self._topics = topics
+        self._retained: dict[str, tuple[bytes, int]] = {}
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._backoff = Backoff(initial_s=self._mqtt.reconnect_initial_s,
+                                max_s=self._mqtt.reconnect_max_s)
+        self._task_group: asyncio.TaskGroup | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.dropped = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    async def __aenter__(self) -> Self:
+        self._task_group = asyncio.TaskGroup()
+        await self._task_group.__aenter__()
+        self._task = self._task_group.create_task(self._run(), name="mqtt-connection")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stopping = True
+        client = self._client
+        if client is not None:
+            # A clean shutdown says `offline` itself; the last will covers crashes.
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await client.publish(self._topics.status, self._status("offline"), qos=1,
+                                         retain=True)
+        assert self._task_group is not None and self._task is not None
+        self._task.cancel()
+        await self._task_group.__aexit__(None, None, None)
+
+    def _status(self, state: str) -> bytes:
+        return StatusPayload(state=state, ts=utc_now()).to_json()  # type: ignore[arg-type]
+
+    def _make_client(self) -> aiomqtt.Client:
+        cfg = self._mqtt
+        password = None
+        if cfg.password_file is not None:
+            password = cfg.password_file.read_text(encoding="utf-8").strip()
+        tls_context = None
+        if cfg.ca_file is not None:
+            tls_context = ssl.create_default_context(cafile=str(cfg.ca_file))
+            if cfg.cert_file is not None and cfg.key_file is not None:
+                tls_context.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
+        return aiomqtt.Client(
+            cfg.host,
+            port=cfg.port,
+            identifier=self._client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            username=cfg.username,
+            password=password,
+            keepalive=cfg.keepalive_s,
+            timeout=10,
+            tls_context=tls_context,
+            will=aiomqtt.Will(self._topics.status, self._status("offline"), qos=1, retain=True),
+            # Small state messages must not wait for Nagle's algorithm.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        )
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                async with self._make_client() as client:
+                    self._client = client
+                    await client.publish(self._topics.status, self._status("online"), qos=1,
+                                         retain=True)
+                    for topic, (payload, qos) in list(self._retained.items()):
+                        await client.publish(topic, payload, qos=qos, retain=True)
+                    if self._backoff.failures:
+                        _log.info("broker connected", host=self._mqtt.host, port=self._mqtt.port,
+                                  after_failures=self._backoff.failures)
+                    else:
+                        _log.info("broker connected", host=self._mqtt.host, port=self._mqtt.port)
+                    self._backoff.reset()
+                    self._connected.set()
+                    async for _message in client.messages:
+                        pass  # commands arrive here once the daemon subscribes to any
+            except (aiomqtt.MqttError, OSError) as exc:
+                reason = str(exc) or type(exc).__name__
+                delay = self._backoff.next_delay()
+                log = _log.warning if self._backoff.failures == 1 else _log.debug
+                log("broker unreachable", host=self._mqtt.host, port=self._mqtt.port,
+                    reason=reason, retry_in_s=round(delay, 2))
+            else:
+                delay = self._backoff.next_delay()
+            finally:
+                self._client = None
+                self._connected.clear()
+            await asyncio.sleep(delay)
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 0,
+                      retain: bool = False) -> bool:
+        """Publish; retained messages are remembered and republished after every reconnect.
+
+        Returns whether the message left for the broker now.
+        """
+        if retain:
+            self._retained[topic] = (payload, qos)
+        client = self._client
+        if client is None or not self._connected.is_set():
+            if not retain:
+                self.dropped += 1
+            return False
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain)
+        except aiomqtt.MqttError as exc:
+            _log.debug("publish failed", topic=topic, reason=str(exc))
+            if not retain:
+                self.dropped += 1
+            return False
+        return True
+
+    async def clear_retained(self, topic: str) -> None:
+        """Remove a retained topic (an empty retained payload deletes it at the broker)."""
+        self._retained.pop(topic, None)
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.publish(topic, b"", qos=1, retain=True)

@@ -1,0 +1,127 @@
+"""One device's poll loop: read on a fixed schedule, publish telemetry and state changes.
+
+The poller turns driver results into the MQTT contract: telemetry every poll (`bad` when the read
+failed or a sensor has no valid reading, `uncertain` when a value is stale), and the retained
+device state whenever `connected` or the error changes. It logs transitions, not repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from controllerd._time import utc_now
+from controllerd.config import DeviceConfig
+from controllerd.mqtt import MqttConnection
+from controllerd.topics import DeviceStatePayload, Quality, TelemetryPayload, Topics
+from drivers import Driver, DriverError, Reading
+
+_log = structlog.get_logger("controllerd.poller")
+
+
+@dataclass(slots=True)
+class _Track:
+    """Last value of one stale-checked value and when it last changed."""
+
+    value: float
+    changed_at: float
+
+
+class DevicePoller:
+    """Polls one device through its driver and publishes what it learns."""
+
+    def __init__(self, *, device: DeviceConfig, driver: Driver, mqtt: MqttConnection,
+                 topics: Topics) -> None:
+        self.device = device
+        self._driver = driver
+        self._mqtt = mqtt
+        self._topics = topics
+        self._log = _log.bind(device=device.id, kind=device.kind)
+        self._stale_after = {reg.name: reg.stale_after_s for reg in device.registers
+                             if reg.stale_after_s is not None}
+        self._tracks: dict[str, _Track] = {}
+        self.connected: bool | None = None
+        self.error: str | None = None
+        self.polls = 0
+        self.failures = 0
+        #: monotonic time of the last completed poll cycle (success or failure)
+        self.last_cycle = time.monotonic()
+        self.first_cycle_done = asyncio.Event()
+
+    async def run(self) -> None:
+        """Poll forever on a fixed-rate schedule; a slow cycle skips ticks, never bunches them."""
+        interval = self.device.poll_interval_s
+        next_tick = time.monotonic()
+        while True:
+            await self.poll_once()
+            next_tick += interval
+            now = time.monotonic()
+            if next_tick < now:
+                next_tick = now + interval - (now - next_tick) % interval
+            await asyncio.sleep(next_tick - now)
+
+    async def poll_once(self) -> None:
+        """One read, its telemetry, and a state update when something changed."""
+        try:
+            reading = await self._driver.read()
+        except DriverError as exc:
+            await self._failed(exc)
+        else:
+            await self._succeeded(reading)
+        self.polls += 1
+        self.last_cycle = time.monotonic()
+        self.first_cycle_done.set()
+
+    async def _succeeded(self, reading: Reading) -> None:
+        stale = self._stale_values(reading)
+        quality: Quality = "bad" if reading.faults else "uncertain" if stale else "good"
+        payload = TelemetryPayload(ts=utc_now(), values=dict(reading.values), quality=quality,
+                                   faults=dict(reading.faults), stale=stale)
+        await self._mqtt.publish(self._topics.telemetry(self.device.id), payload.to_json())
+        if self.connected is not True:
+            if self.connected is False:
+                self._log.info("device recovered", after_failures=self.failures)
+            else:
+                self._log.info("device connected")
+        self.failures = 0
+        await self._set_state(connected=True, error=None)
+
+    async def _failed(self, exc: DriverError) -> None:
+        self.failures += 1
+        error = str(exc)
+        if self.failures == 1:
+            self._log.warning("device not answering", error=error, error_type=type(exc).__name__)
+        else:
+            self._log.debug("device still not answering", error=error, failures=self.failures)
+        payload = TelemetryPayload(ts=utc_now(), values={}, quality="bad", error=error)
+        await self._mqtt.publish(self._topics.telemetry(self.device.id), payload.to_json())
+        # The retained state keeps the error that started the outage: later errors of the same
+        # outage (retry countdowns, refused reconnects) would rewrite the topic every poll.
+        outage_error = self.error if self.connected is False and self.error else error
+        await self._set_state(connected=False, error=outage_error)
+
+    async def _set_state(self, *, connected: bool, error: str | None) -> None:
+        if connected == self.connected and error == self.error:
+            return
+        self.connected, self.error = connected, error
+        payload = DeviceStatePayload(connected=connected, since=utc_now(), error=error,
+                                     kind=self.device.kind)
+        await self._mqtt.publish(self._topics.device_state(self.device.id), payload.to_json(),
+                                 qos=1, retain=True)
+
+    def _stale_values(self, reading: Reading) -> list[str]:
+        now = time.monotonic()
+        stale = []
+        for name, limit in self._stale_after.items():
+            if name not in reading.values:
+                continue
+            value = reading.values[name]
+            track = self._tracks.get(name)
+            if track is None or track.value != value:
+                self._tracks[name] = _Track(value=value, changed_at=now)
+            elif now - track.changed_at >= limit:
+                stale.append(name)
+        return stale

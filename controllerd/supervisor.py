@@ -1,0 +1,132 @@
+"""The supervisor: owns the daemon's task group, its devices, its MQTT session and systemd.
+
+Start-up brings every device up in parallel (one dead device never blocks another), then tells
+systemd READY=1; the watchdog is fed only while every poll loop keeps making progress, so a hung
+loop gets the daemon restarted instead of silently publishing nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from types import TracebackType
+from typing import Self
+
+import structlog
+
+from controllerd.config import Config, DeviceConfig
+from controllerd.mqtt import MqttConnection
+from controllerd.poller import DevicePoller
+from controllerd.sdnotify import SystemdNotifier
+from controllerd.topics import Topics
+from drivers import Driver
+from drivers.modbus_client import ModbusDriver, ModbusLinks
+
+_log = structlog.get_logger("controllerd.supervisor")
+
+#: How long start-up waits for every device's first poll before declaring READY anyway.
+STARTUP_WAIT_S = 10.0
+
+
+def build_driver(device: DeviceConfig, links: ModbusLinks) -> Driver:
+    """The driver for a device's kind and link."""
+    link = links.link_for(device.driver)
+    return ModbusDriver(device_id=device.id, link=link, unit_id=device.driver.unit_id,
+                        registers=device.registers)
+
+
+class Supervisor:
+    """Runs one room: `async with Supervisor(config=...) as sup: await sup.wait_stopped()`."""
+
+    def __init__(self, *, config: Config, notifier: SystemdNotifier | None = None) -> None:
+        self._config = config
+        self._notifier = notifier or SystemdNotifier()
+        self.topics = Topics(prefix=config.mqtt.prefix, site=config.controller.site,
+                             controller=config.controller.id)
+        self._exit = contextlib.AsyncExitStack()
+        self._task_group: asyncio.TaskGroup | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.pollers: list[DevicePoller] = []
+        self.mqtt: MqttConnection | None = None
+        self._status_line = ""
+
+    async def __aenter__(self) -> Self:
+        cfg = self._config
+        cfg.controller.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            links = await self._exit.enter_async_context(ModbusLinks())
+            self.mqtt = await self._exit.enter_async_context(
+                MqttConnection(config=cfg, topics=self.topics))
+            self._task_group = await self._exit.enter_async_context(asyncio.TaskGroup())
+            for device in cfg.devices:
+                poller = DevicePoller(device=device, driver=build_driver(device, links),
+                                      mqtt=self.mqtt, topics=self.topics)
+                self.pollers.append(poller)
+                self._tasks.append(self._task_group.create_task(
+                    poller.run(), name=f"poll-{device.id}"))
+            self._tasks.append(self._task_group.create_task(self._watch(), name="watchdog"))
+            await self._startup()
+        except BaseException:
+            await self._shutdown()
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        self._notifier.stopping()
+        for task in self._tasks:
+            task.cancel()
+        await self._exit.aclose()
+        _log.info("stopped")
+
+    async def _startup(self) -> None:
+        firsts = [asyncio.ensure_future(p.first_cycle_done.wait()) for p in self.pollers]
+        if firsts:
+            _, pending = await asyncio.wait(firsts, timeout=STARTUP_WAIT_S)
+            for fut in pending:
+                fut.cancel()
+        up = [p.device.id for p in self.pollers if p.connected]
+        down = {p.device.id: p.error or "no answer yet" for p in self.pollers if not p.connected}
+        if down:
+            _log.warning("started with devices down", connected=up, down=down)
+        else:
+            _log.info("started", devices=len(up))
+        self._notifier.ready(self._status())
+
+    def _status(self) -> str:
+        up = sum(1 for p in self.pollers if p.connected)
+        broker = "broker connected" if self.mqtt and self.mqtt.connected else "broker down"
+        return f"{up}/{len(self.pollers)} devices connected, {broker}"
+
+    def stalled_pollers(self) -> list[str]:
+        """Poll loops that have not completed a cycle for far longer than they should."""
+        now = time.monotonic()
+        stalled = []
+        for poller in self.pollers:
+            link = poller.device.driver
+            budget = (poller.device.poll_interval_s * 3
+                      + link.timeout_s * (link.retries + 1) * 4 + 5.0)
+            if now - poller.last_cycle > budget:
+                stalled.append(poller.device.id)
+        return stalled
+
+    async def _watch(self) -> None:
+        period = (self._notifier.watchdog_s or 10.0) / 2
+        was_stalled: list[str] = []
+        while True:
+            stalled = self.stalled_pollers()
+            if stalled:
+                if stalled != was_stalled:
+                    _log.error("poll loops stalled; withholding the watchdog", devices=stalled)
+            else:
+                self._notifier.watchdog()
+            was_stalled = stalled
+            status = self._status()
+            if status != self._status_line:
+                self._status_line = status
+                self._notifier.status(status)
+            await asyncio.sleep(min(period, 5.0))

@@ -1,0 +1,76 @@
+"""MQTT topic names and payloads of the external contract (see docs/mqtt.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from controllerd import __version__
+
+Quality = Literal["good", "uncertain", "bad"]
+
+
+class Topics:
+    """Topic names under BASE = {prefix}/{site}/{controller}."""
+
+    def __init__(self, *, prefix: str, site: str, controller: str) -> None:
+        self.base = f"{prefix}/{site}/{controller}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    def device_state(self, device: str) -> str:
+        return f"{self.base}/devices/{device}/state"
+
+    def telemetry(self, device: str) -> str:
+        return f"{self.base}/devices/{device}/telemetry"
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.model_dump(exclude_none=False), separators=(",", ":")).encode()
+
+
+class StatusPayload(_Payload):
+    """Retained `BASE/status`; `offline` is also the last will."""
+
+    state: Literal["online", "offline"]
+    ts: str
+    version: str = __version__
+
+
+class DeviceStatePayload(_Payload):
+    """Retained `BASE/devices/{id}/state`, published on every change."""
+
+    connected: bool
+    since: str
+    error: str | None
+    kind: str
+
+
+class TelemetryPayload(_Payload):
+    """`BASE/devices/{id}/telemetry`, every poll."""
+
+    ts: str
+    values: dict[str, float]
+    quality: Quality
+    #: value name -> why it has no valid reading (sensor fault); absent values are not zero.
+    faults: dict[str, str] = {}
+    #: values unchanged for longer than their stale_after_s (a frozen sensor)
+    stale: list[str] = []
+    error: str | None = None
+
+    def to_json(self) -> bytes:
+        body: dict[str, Any] = {"ts": self.ts, "values": self.values, "quality": self.quality}
+        if self.faults:
+            body["faults"] = self.faults
+        if self.stale:
+            body["stale"] = self.stale
+        if self.error is not None:
+            body["error"] = self.error
+        return json.dumps(body, separators=(",", ":")).encode()

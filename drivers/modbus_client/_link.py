@@ -1,0 +1,231 @@
+"""One Modbus link — a TCP connection or a serial line — shared by every unit id on it.
+
+The link owns what the protocol needs around pymodbus: one lock so a shared RS-485 line carries
+one exchange at a time, the silent gap between frames, a timeout around every call, reconnects
+with capped jittered backoff, and translation of pymodbus errors into the drivers' tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from pymodbus import ModbusException
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException
+from pymodbus.framer import FramerType
+
+from drivers._backoff import Backoff
+from drivers._errors import (
+    ConnectFailed,
+    DeviceRejected,
+    DeviceTimeout,
+    DriverError,
+    NotConnected,
+    ProtocolError,
+)
+from drivers.modbus import ModbusRtuConfig, ModbusTcpConfig
+from drivers.modbus import RegisterTable
+
+# pymodbus logs every failed request at ERROR; the link reports failures itself, once per change.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+_log = structlog.get_logger("drivers.modbus")
+
+_EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+
+
+class ModbusLink:
+    """A TCP connection or serial line; devices on it share it through `request`."""
+
+    def __init__(self, *, config: ModbusTcpConfig | ModbusRtuConfig) -> None:
+        self.key = config.link_key
+        self._config = config
+        self._lock = asyncio.Lock()
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._backoff = Backoff(initial_s=config.reconnect_initial_s,
+                                max_s=config.reconnect_max_s)
+        self._next_attempt = 0.0
+        self._last_frame_end = 0.0
+        self._gap_s = config.gap_s if isinstance(config, ModbusRtuConfig) else 0.0
+
+    def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        cfg = self._config
+        # reconnect_delay=0 turns pymodbus's own reconnect loop off: this link decides when.
+        common: dict[str, Any] = {"timeout": cfg.timeout_s, "retries": cfg.retries,
+                                  "reconnect_delay": 0, "name": self.key}
+        if isinstance(cfg, ModbusTcpConfig):
+            return AsyncModbusTcpClient(cfg.host, port=cfg.port, **common)
+        return AsyncModbusSerialClient(
+            cfg.port, framer=FramerType.RTU, baudrate=cfg.baudrate, parity=cfg.parity,
+            stopbits=cfg.stopbits, bytesize=cfg.bytesize, **common)
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and bool(self._client.connected)
+
+    async def connect(self, *, device: str) -> None:
+        """Open the link unless it is open; respects the backoff between attempts."""
+        async with self._lock:
+            await self._ensure_open(device)
+
+    async def _ensure_open(self, device: str) -> None:
+        if self.connected:
+            return
+        wait = self._next_attempt - time.monotonic()
+        if wait > 0:
+            raise NotConnected(f"{self.key} is down, next attempt in {wait:.1f} s",
+                               retry_in_s=wait, device=device, operation="connect")
+        self._drop_client()
+        client = self._new_client()
+        try:
+            async with asyncio.timeout(self._config.timeout_s + 1.0):
+                ok = await client.connect()
+        except (OSError, TimeoutError, ModbusException) as exc:
+            ok = False
+            reason = str(exc) or type(exc).__name__
+        else:
+            reason = "refused or unreachable"
+        if not ok or not client.connected:
+            client.close()
+            delay = self._backoff.next_delay()
+            self._next_attempt = time.monotonic() + delay
+            if self._backoff.failures == 1:
+                _log.warning("link down", link=self.key, reason=reason, retry_in_s=round(delay, 2))
+            else:
+                _log.debug("link still down", link=self.key, reason=reason,
+                           retry_in_s=round(delay, 2))
+            raise ConnectFailed(f"cannot open {self.key}: {reason}", device=device,
+                                operation="connect")
+        if self._backoff.failures:
+            _log.info("link up", link=self.key, after_failures=self._backoff.failures)
+        self._backoff.reset()
+        self._client = client
+
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _mark_broken(self) -> None:
+        """Close after a transport failure; the next request reconnects after the backoff."""
+        self._drop_client()
+        self._next_attempt = time.monotonic() + self._backoff.next_delay()
+
+    async def request(self, call: Callable[[Any], Awaitable[Any]], *, device: str,
+                      operation: str) -> Any:
+        """Run one pymodbus call under the line lock, the gap and the timeout; translate errors."""
+        cfg = self._config
+        async with self._lock:
+            await self._ensure_open(device)
+            assert self._client is not None
+            if self._gap_s:
+                quiet = self._last_frame_end + self._gap_s - time.monotonic()
+                if quiet > 0:
+                    await asyncio.sleep(quiet)
+            try:
+                # pymodbus times each attempt; this outer bound catches anything that hangs.
+                async with asyncio.timeout(cfg.timeout_s * (cfg.retries + 1) + 1.0):
+                    response = await call(self._client)
+            except ConnectionException as exc:
+                self._mark_broken()
+                raise DeviceTimeout(f"connection lost: {exc}", device=device,
+                                    operation=operation) from exc
+            except TimeoutError as exc:
+                self._timed_out()
+                raise DeviceTimeout(f"no answer within {cfg.timeout_s} s", device=device,
+                                    operation=operation) from exc
+            except ModbusException as exc:
+                # pymodbus raises ModbusIOException when retries ran out without an answer.
+                self._timed_out()
+                if "No response" in str(exc) or "no response" in str(exc):
+                    raise DeviceTimeout(f"no answer within {cfg.timeout_s} s", device=device,
+                                        operation=operation) from exc
+                raise ProtocolError(str(exc), device=device, operation=operation) from exc
+            except OSError as exc:
+                self._mark_broken()
+                raise DeviceTimeout(f"link error: {exc}", device=device,
+                                    operation=operation) from exc
+            finally:
+                self._last_frame_end = time.monotonic()
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            name = _EXCEPTION_NAMES.get(code, "unknown exception")
+            raise DeviceRejected(f"Modbus exception {code} ({name})", code=code, device=device,
+                                 operation=operation)
+        return response
+
+    def _timed_out(self) -> None:
+        # A silent TCP peer is usually a dead connection; reopen it. A serial line stays open:
+        # one silent unit says nothing about the others on the line.
+        if isinstance(self._config, ModbusTcpConfig):
+            self._mark_broken()
+
+    async def read_registers(self, *, table: RegisterTable, start: int, count: int, unit_id: int,
+                             device: str) -> list[int]:
+        """Read `count` registers of `table` from `start` on `unit_id`."""
+
+        async def call(client: Any) -> Any:
+            method = (client.read_holding_registers if table == "holding"
+                      else client.read_input_registers)
+            return await method(start, count=count, device_id=unit_id)
+
+        response = await self.request(call, device=device, operation=f"read {table} {start}")
+        words = list(response.registers)
+        if len(words) != count:
+            raise ProtocolError(f"asked for {count} registers, got {len(words)}", device=device,
+                                operation=f"read {table} {start}")
+        return words
+
+    async def write_registers(self, *, start: int, words: list[int], unit_id: int,
+                              device: str) -> None:
+        """Write holding registers (function 6 for one word, 16 for several)."""
+
+        async def call(client: Any) -> Any:
+            if len(words) == 1:
+                return await client.write_register(start, words[0], device_id=unit_id)
+            return await client.write_registers(start, words, device_id=unit_id)
+
+        await self.request(call, device=device, operation=f"write holding {start}")
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._drop_client()
+
+
+class ModbusLinks:
+    """The links of one daemon, one per TCP endpoint or serial port, shared by their units."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, ModbusLink] = {}
+
+    def link_for(self, config: ModbusTcpConfig | ModbusRtuConfig) -> ModbusLink:
+        link = self._links.get(config.link_key)
+        if link is None:
+            link = self._links[config.link_key] = ModbusLink(config=config)
+        return link
+
+    async def __aenter__(self) -> ModbusLinks:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for link in self._links.values():
+            with contextlib.suppress(DriverError):
+                await link.close()
