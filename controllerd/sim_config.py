@@ -49,6 +49,10 @@ class FreezerSimulation(_Strict):
     door_tau_min: float = Field(
         default=15.0, gt=0, description="Time constant toward ambient while the door is open."
     )
+    noise_c: float = Field(
+        default=0.05, ge=0, le=5, description="Standard deviation of the cabinet sensor's noise "
+        "(a real reading is never bit-for-bit constant; the thermostat sees the true cabinet)."
+    )
 
 
 class ProbeSimulation(_Strict):
