@@ -15,7 +15,7 @@ import contextlib
 import socket
 import ssl
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 import aiomqtt
 import structlog
@@ -26,6 +26,13 @@ from controllerd.topics import StatusPayload, Topics
 from drivers import Backoff
 
 _log = structlog.get_logger("controllerd.mqtt")
+
+
+class Publisher(Protocol):
+    """What device logic needs of the MQTT session."""
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 0,
+                      retain: bool = False) -> bool: ...
 
 
 class MqttConnection:

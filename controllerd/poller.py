@@ -15,7 +15,7 @@ import structlog
 
 from controllerd._time import utc_now
 from controllerd.config import DeviceConfig
-from controllerd.mqtt import MqttConnection
+from controllerd.mqtt import Publisher
 from controllerd.topics import DeviceStatePayload, Quality, TelemetryPayload, Topics
 from drivers import Driver, DriverError, Reading
 
@@ -33,7 +33,7 @@ class _Track:
 class DevicePoller:
     """Polls one device through its driver and publishes what it learns."""
 
-    def __init__(self, *, device: DeviceConfig, driver: Driver, mqtt: MqttConnection,
+    def __init__(self, *, device: DeviceConfig, driver: Driver, mqtt: Publisher,
                  topics: Topics) -> None:
         self.device = device
         self._driver = driver
@@ -69,6 +69,12 @@ class DevicePoller:
             reading = await self._driver.read()
         except DriverError as exc:
             await self._failed(exc)
+        except Exception as exc:
+            # A driver bug must cost this device a poll, never the daemon: the other devices
+            # keep being watched, and the failure is as visible as any other.
+            self._log.exception("driver raised an untranslated error")
+            await self._failed(DriverError(f"internal driver error: {exc!r}",
+                                           device=self.device.id, operation="read"))
         else:
             await self._succeeded(reading)
         self.polls += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+from decimal import Decimal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -98,6 +99,13 @@ class RegisterSpec(BaseModel):
         """Number of 16-bit registers the value occupies."""
         return _WIDTH[self.type]
 
+    @property
+    def decimals(self) -> int:
+        """Decimal places an integer register carries after scale and offset (0.1 -> 1)."""
+        exponents = [Decimal(repr(x)).normalize().as_tuple().exponent
+                     for x in (self.scale, self.offset)]
+        return max(0, *(-int(e) for e in exponents if isinstance(e, int)))
+
 
 def check_register_map(registers: Sequence[RegisterSpec]) -> list[str]:
     """Return one message per problem in a map: duplicate names or overlapping registers."""
@@ -184,9 +192,13 @@ def decode_value(spec: RegisterSpec, words: Sequence[int]) -> float:
     raw = _words_to_raw(spec, words)
     if isinstance(raw, int) and raw in spec.fault_codes:
         raise SensorFault(spec.name, raw)
-    if isinstance(raw, float) and not math.isfinite(raw):
-        raise ValueError(f"{spec.name}: register holds {raw}, not a number")
-    return raw * spec.scale + spec.offset
+    if isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise ValueError(f"{spec.name}: register holds {raw}, not a number")
+        # A float32 carries about 7 significant digits; more would be conversion noise.
+        return float(f"{raw * spec.scale + spec.offset:.7g}")
+    # Scaling an integer by 0.1 gives -79.80000000000001; the register holds exactly -79.8.
+    return round(raw * spec.scale + spec.offset, spec.decimals)
 
 
 def decode_block(block: ReadBlock, words: Sequence[int]) -> tuple[dict[str, float], dict[str, str]]:

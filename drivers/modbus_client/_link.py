@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import termios
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +20,7 @@ from pymodbus import ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException
 from pymodbus.framer import FramerType
+from serial import SerialException
 
 from drivers._backoff import Backoff
 from drivers._errors import (
@@ -31,6 +33,10 @@ from drivers._errors import (
 )
 from drivers.modbus import ModbusRtuConfig, ModbusTcpConfig
 from drivers.modbus import RegisterTable
+
+#: What opening or using a link raises besides pymodbus's own errors: sockets and serial ports
+#: (termios.error is not an OSError; pyserial raises it when a port refuses its settings).
+_LINK_ERRORS = (OSError, SerialException, termios.error)
 
 # pymodbus logs every failed request at ERROR; the link reports failures itself, once per change.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -95,7 +101,7 @@ class ModbusLink:
         try:
             async with asyncio.timeout(self._config.timeout_s + 1.0):
                 ok = await client.connect()
-        except (OSError, TimeoutError, ModbusException) as exc:
+        except (*_LINK_ERRORS, TimeoutError, ModbusException) as exc:
             ok = False
             reason = str(exc) or type(exc).__name__
         else:
@@ -156,7 +162,7 @@ class ModbusLink:
                     raise DeviceTimeout(f"no answer within {cfg.timeout_s} s", device=device,
                                         operation=operation) from exc
                 raise ProtocolError(str(exc), device=device, operation=operation) from exc
-            except OSError as exc:
+            except _LINK_ERRORS as exc:
                 self._mark_broken()
                 raise DeviceTimeout(f"link error: {exc}", device=device,
                                     operation=operation) from exc

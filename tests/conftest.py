@@ -1,0 +1,23 @@
+"""Shared test hygiene: every async test must leave no task running."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+async def fail_test_on_unclosed_tasks() -> AsyncIterator[None]:
+    """A test that leaves tasks running hides a resource that does not own its tasks."""
+    before = asyncio.all_tasks()
+    yield
+    await asyncio.sleep(0)  # let tasks cancelled at teardown finish
+    leftover = [task for task in asyncio.all_tasks() - before
+                if task is not asyncio.current_task() and not task.done()]
+    for task in leftover:
+        task.cancel()
+    if leftover:
+        names = ", ".join(sorted(task.get_name() for task in leftover))
+        pytest.fail(f"test left tasks running: {names}")
