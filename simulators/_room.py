@@ -168,6 +168,16 @@ class SimulatedRoom:
             link = device.config.driver
             if isinstance(link, ModbusRtuConfig):
                 rtu[link.port][link.unit_id] = device
+                if link.port not in silence and (link.parity != "N" or link.bytesize != 8):
+                    # The pty driver drops PARENB and CS7, and glibc's tcsetattr then fails
+                    # with EINVAL: a client asking for them cannot open the line.
+                    _log.warning(
+                        "a pseudo-terminal cannot carry parity or 7-bit characters; "
+                        "clients should open it with parity N, 8 bits",
+                        path=link.port,
+                        parity=link.parity,
+                        bytesize=link.bytesize,
+                    )
                 silence[link.port] = link.gap_s
             else:
                 tcp[link.port][link.unit_id] = device

@@ -1,8 +1,9 @@
 """Test helper: a copy of config/demo.toml that runs side by side with anything else.
 
-`write_demo_config(tmp_path)` rewrites the demo room with free loopback TCP ports and every
-path (serial line, control socket, state directory) under `tmp_path`, writes it as TOML and
-returns its path; `load_config` of that path gives the matching `Config`.
+`write_demo_config(tmp_path)` rewrites the demo room with free loopback TCP ports, every path
+(serial line, control socket, state directory) under `tmp_path` and the serial line at 8N2
+(a pty cannot do parity), writes it as TOML and returns its path; `load_config` of that path
+gives the matching `Config`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def demo_config_data(
         else:
             name = Path(driver["port"]).name
             driver["port"] = lines.setdefault(driver["port"], str(tmp_path / name))
+            # A pseudo-terminal cannot keep PARENB (glibc's tcsetattr then fails with EINVAL),
+            # so the simulated line runs 8N2, the Modbus serial spec's no-parity framing.
+            driver["parity"] = "N"
+            driver["stopbits"] = 2
     return data
 
 
