@@ -1,0 +1,38 @@
+"""`plan`: the one entry point that dispatches a validated problem to its solver."""
+
+from __future__ import annotations
+
+from controllerd.planner._carrier import solve_carrier
+from controllerd.planner._model import (
+    CarrierProblem,
+    PickPlaceProblem,
+    Plan,
+    RouteProblem,
+)
+from controllerd.planner._pick_place import solve_pick_place
+from controllerd.planner._route import solve_route
+
+DEFAULT_BUDGET_MS = 1000.0
+
+
+def plan(
+    problem: RouteProblem | PickPlaceProblem | CarrierProblem,
+    *,
+    budget_ms: float = DEFAULT_BUDGET_MS,
+    seed: int = 0,
+    max_iterations: int | None = None,
+) -> Plan:
+    """Plan `problem` within `budget_ms` (anytime: the best order found by then).
+
+    Building the matrices and the first local optimum always complete, so a tiny budget still
+    returns a good valid plan. With `max_iterations`, the search stops after that many
+    perturbations; a budget that does not cut it short then makes the plan depend only on `seed`.
+    """
+    budget_s = max(budget_ms, 0.0) / 1e3
+    if isinstance(problem, RouteProblem):
+        return solve_route(problem, budget_s=budget_s, seed=seed, max_iterations=max_iterations)
+    if isinstance(problem, PickPlaceProblem):
+        return solve_pick_place(
+            problem, budget_s=budget_s, seed=seed, max_iterations=max_iterations
+        )
+    return solve_carrier(problem, budget_s=budget_s, seed=seed, max_iterations=max_iterations)
