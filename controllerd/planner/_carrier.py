@@ -68,7 +68,7 @@ def solve_carrier(
     output = np.asarray(problem.output, dtype=np.float64)
     back_s = float(move_time_s(output, start, motion)) if problem.return_to_start else 0.0
     loads: list[list[int]] = []
-    moves = back_s if n == 0 and problem.return_to_start else 0.0
+    moves = 0.0  # no tubes: the gantry stays at start
     iterations = 0
     if n:
         positions = np.asarray([t.position for t in problem.tubes], dtype=np.float64)

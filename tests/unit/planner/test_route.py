@@ -1,0 +1,100 @@
+"""Route plans: valid, honestly costed, reproducible, and optimal on tiny instances."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controllerd.planner import RouteProblem, plan, reference_move_time_s
+
+from .conftest import random_points, route, route_cost
+
+# Ticks round each move to 0.1 ms, so a tick-optimal tour may be this much worse in seconds.
+TICK_SLACK_S = 1e-4
+
+
+def brute_force_s(problem: RouteProblem) -> float:
+    return min(
+        route_cost(problem, list(order))
+        for order in itertools.permutations(range(len(problem.points)))
+    )
+
+
+def held_karp_s(problem: RouteProblem) -> float:
+    """Optimal closed-tour time by dynamic programming over subsets (plain Python)."""
+    motion = problem.motion.limits()
+    nodes = [problem.start, *problem.points]
+    n = len(nodes)
+    t = [[reference_move_time_s(p, q, motion) for q in nodes] for p in nodes]
+    best: dict[tuple[int, int], float] = {(1 << j, j): t[0][j] for j in range(1, n)}
+    for size in range(2, n):
+        for subset in itertools.combinations(range(1, n), size):
+            bits = sum(1 << j for j in subset)
+            for j in subset:
+                prev = bits & ~(1 << j)
+                best[bits, j] = min(best[prev, k] + t[k][j] for k in subset if k != j)
+    full = sum(1 << j for j in range(1, n))
+    return min(best[full, j] + t[j][0] for j in range(1, n))
+
+
+@pytest.mark.parametrize("closed", [True, False])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 7])
+def test_tiny_routes_match_brute_force(n: int, closed: bool) -> None:
+    problem = route(random_points(n, seed=n), closed=closed)
+    result = plan(problem, budget_ms=100, seed=0)
+    assert sorted(result.order) == list(range(n))
+    assert result.cost_s == pytest.approx(brute_force_s(problem), abs=(n + 1) * TICK_SLACK_S)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_search_finds_the_optimum_of_a_ten_node_tour(seed: int) -> None:
+    problem = route(random_points(9, seed=seed))  # 10 nodes: past enumeration, into the search
+    result = plan(problem, budget_ms=10_000, seed=seed, max_iterations=2000)
+    assert result.iterations == 2000
+    assert result.cost_s == pytest.approx(held_karp_s(problem), abs=10 * TICK_SLACK_S)
+
+
+@pytest.mark.parametrize("closed", [True, False])
+def test_cost_is_the_independent_recomputation(closed: bool) -> None:
+    problem = route(random_points(300, seed=7), closed=closed)
+    result = plan(problem, budget_ms=50, seed=1)
+    assert sorted(result.order) == list(range(300))
+    assert result.cost_s == pytest.approx(route_cost(problem, result.order), rel=1e-12)
+
+
+def test_same_seed_same_plan() -> None:
+    problem = route(random_points(150, seed=11))
+    runs = [plan(problem, budget_ms=60_000, seed=5, max_iterations=500) for _ in range(2)]
+    assert runs[0].order == runs[1].order
+    assert runs[0].iterations == 500
+    other = plan(problem, budget_ms=60_000, seed=6, max_iterations=500)
+    assert sorted(other.order) == list(range(150))
+
+
+def test_search_improves_on_the_first_local_optimum() -> None:
+    problem = route(random_points(200, seed=12))
+    first = plan(problem, budget_ms=0, seed=0)
+    longer = plan(problem, budget_ms=60_000, seed=0, max_iterations=3000)
+    assert first.iterations == 0
+    assert longer.cost_s <= first.cost_s
+
+
+coordinate = st.floats(min_value=-500, max_value=500, allow_nan=False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    points=st.lists(st.tuples(coordinate, coordinate), max_size=40),
+    closed=st.booleans(),
+    seed=st.integers(min_value=0, max_value=2**31),
+)
+def test_random_routes_are_valid_and_honestly_costed(
+    points: list[tuple[float, float]], closed: bool, seed: int
+) -> None:
+    problem = route([list(p) for p in points], closed=closed)
+    result = plan(problem, budget_ms=1000, seed=seed, max_iterations=30)
+    assert sorted(result.order) == list(range(len(points)))
+    assert result.cost_s == pytest.approx(route_cost(problem, result.order), rel=1e-9, abs=1e-12)
