@@ -24,7 +24,8 @@ from numpy.typing import NDArray
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
 from controllerd.planner import AxisLimits, GantryMotion, time_matrix_ticks
-from controllerd.planner._kernels import tour_cost, warm_up
+from controllerd.planner._construct import tour_cost
+from controllerd.planner._kernels import warm_up
 from controllerd.planner._pick_place import pick_place_matrix
 from controllerd.planner._search import search_tour
 

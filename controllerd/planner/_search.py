@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from controllerd.planner import _kernels
+from controllerd.planner._construct import nearest_neighbour_tour, neighbour_lists, tour_cost
 
 NEIGHBOURS = 10
 """Candidate list length for the moves: 8 to 12 is the usual sweet spot for 2-opt/Or-opt."""
@@ -48,9 +49,7 @@ def exact_tour(D: NDArray[np.int32], *, last_fixed: bool = False) -> TourSearchR
     m = D.shape[0]
     if m <= 2:
         tour = np.arange(m, dtype=np.int32)
-        return TourSearchResult(
-            tour=tour, cost_ticks=int(_kernels.tour_cost(D, tour)), iterations=0
-        )
+        return TourSearchResult(tour=tour, cost_ticks=int(tour_cost(D, tour)), iterations=0)
     orders = np.array(list(itertools.permutations(range(1, m))), dtype=np.int64)
     tours = np.concatenate([np.zeros((orders.shape[0], 1), dtype=np.int64), orders], axis=1)
     D64 = D.astype(np.int64)
@@ -81,9 +80,9 @@ def search_tour(
     m = D.shape[0]
     if m <= EXACT_MAX_NODES:
         return exact_tour(D, last_fixed=last_fixed)
-    nout = _kernels.neighbour_lists(D, NEIGHBOURS, False)
-    nin = nout if symmetric else _kernels.neighbour_lists(D, NEIGHBOURS, True)
-    tour = _kernels.nearest_neighbour_tour(D, nout, last_fixed)
+    nout = neighbour_lists(D, NEIGHBOURS, False)
+    nin = nout if symmetric else neighbour_lists(D, NEIGHBOURS, True)
+    tour = nearest_neighbour_tour(D, nout, last_fixed)
     cost = np.array([_kernels.descend(D, nin, nout, symmetric, tour)], dtype=np.int64)
     # splitmix-style scrambling so that seeds 0, 1, 2 … give unrelated streams (state ≠ 0).
     rng = np.array([(seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % 2**64 or 1], np.uint64)
