@@ -12,4 +12,6 @@ def utc_now() -> str:
 
 def format_ts(moment: datetime) -> str:
     """An aware datetime as RFC 3339 UTC with milliseconds."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )

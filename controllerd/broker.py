@@ -71,9 +71,13 @@ class PrivateBroker:
         for _attempt in range(5):
             conf = self._write_config()
             log = self.log_path.open("ab")
-            self._process = subprocess.Popen([exe, "-c", str(conf)], stdout=log,
-                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                             start_new_session=True)
+            self._process = subprocess.Popen(
+                [exe, "-c", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             log.close()
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
@@ -112,6 +116,10 @@ class PrivateBroker:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -15,12 +15,16 @@ from drivers.modbus import ModbusTcpConfig
 
 def _describe(device: DeviceConfig) -> str:
     link = device.driver
-    where = (f"modbus_tcp {link.host}:{link.port}" if isinstance(link, ModbusTcpConfig)
-             else f"modbus_rtu {link.port} {link.baudrate} {link.parity}{link.bytesize}"
-                  f"{link.stopbits}")
+    where = (
+        f"modbus_tcp {link.host}:{link.port}"
+        if isinstance(link, ModbusTcpConfig)
+        else f"modbus_rtu {link.port} {link.baudrate} {link.parity}{link.bytesize}{link.stopbits}"
+    )
     values = ", ".join(reg.name for reg in device.registers)
-    return (f"{device.id}: {device.kind} on {where} unit {link.unit_id}, "
-            f"every {device.poll_interval_s:g} s, values {values}")
+    return (
+        f"{device.id}: {device.kind} on {where} unit {link.unit_id}, "
+        f"every {device.poll_interval_s:g} s, values {values}"
+    )
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -31,8 +35,10 @@ def _check_config(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    print(f"{args.file}: valid; site {config.controller.site}, controller "
-          f"{config.controller.id}, {len(config.devices)} device(s)")
+    print(
+        f"{args.file}: valid; site {config.controller.site}, controller "
+        f"{config.controller.id}, {len(config.devices)} device(s)"
+    )
     for device in config.devices:
         print(f"  {_describe(device)}")
     return 0
@@ -63,6 +69,17 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(config_path=args.config, port=args.port, speed=args.speed)
 
 
+def _plan(argv: Sequence[str]) -> int:
+    # The planner imports numba (half a second): only `controllerd plan` pays for it.
+    from controllerd.planner import cli as planner_cli
+
+    parser = argparse.ArgumentParser(
+        prog="controllerd plan", description="Plan a pick list offline; print JSON."
+    )
+    planner_cli.configure_parser(parser)
+    return planner_cli.run(parser.parse_args(argv))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="controllerd", description=__doc__)
     parser.add_argument("--version", action="version", version=f"controllerd {__version__}")
@@ -78,15 +95,30 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the whole stack on simulators with a private broker")
     demo.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
-    demo.add_argument("--speed", type=float, default=None,
-                      help="simulated seconds per second (default: the config's)")
-    demo.add_argument("-c", "--config", type=Path, default=None,
-                      help="room config (default: config/demo.toml)")
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="simulated seconds per second (default: the config's)",
+    )
+    demo.add_argument(
+        "-c", "--config", type=Path, default=None, help="room config (default: config/demo.toml)"
+    )
     demo.set_defaults(func=_demo)
+
+    plan = sub.add_parser(
+        "plan",
+        add_help=False,
+        help="plan a pick list offline and print it as JSON (see docs/planner.md)",
+    )
+    plan.add_argument("plan_args", nargs=argparse.REMAINDER)  # parsed by _plan
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"]:
+        return _plan(argv[1:])
     args = _parser().parse_args(argv)
     code: int = args.func(args)
     return code

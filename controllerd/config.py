@@ -23,7 +23,9 @@ _ID_RULE = "lower-case letters, digits, '-' and '_', starting with a letter or d
 
 def _check_id(value: str) -> str:
     if not _ID.match(value):
-        raise ValueError(f"'{value}' is not a valid id ({_ID_RULE}; it becomes an MQTT topic level)")
+        raise ValueError(
+            f"'{value}' is not a valid id ({_ID_RULE}; it becomes an MQTT topic level)"
+        )
     return value
 
 
@@ -168,29 +170,37 @@ def _cross_device_problems(devices: Sequence[DeviceConfig]) -> list[str]:
     units: dict[tuple[str, int], int] = {}
     for index, dev in enumerate(devices):
         if dev.id in first_index:
-            problems.append(f"devices[{index}].id: duplicate id '{dev.id}' (also devices"
-                            f"[{first_index[dev.id]}])")
+            problems.append(
+                f"devices[{index}].id: duplicate id '{dev.id}' (also devices"
+                f"[{first_index[dev.id]}])"
+            )
         first_index.setdefault(dev.id, index)
         link = dev.driver
         unit_key = (link.link_key, link.unit_id)
         if unit_key in units:
-            problems.append(f"devices[{index}].driver.unit_id: unit {link.unit_id} on "
-                            f"{link.link_key} is also devices[{units[unit_key]}]")
+            problems.append(
+                f"devices[{index}].driver.unit_id: unit {link.unit_id} on "
+                f"{link.link_key} is also devices[{units[unit_key]}]"
+            )
         units.setdefault(unit_key, index)
         if isinstance(link, ModbusRtuConfig):
             other = lines.setdefault(link.port, (index, link))
             if other[1].line_settings != link.line_settings:
-                problems.append(f"devices[{index}].driver: line settings on {link.port} differ "
-                                f"from devices[{other[0]}] (baudrate, parity, stopbits, bytesize "
-                                "must agree on one line)")
+                problems.append(
+                    f"devices[{index}].driver: line settings on {link.port} differ "
+                    f"from devices[{other[0]}] (baudrate, parity, stopbits, bytesize "
+                    "must agree on one line)"
+                )
     ids = set(first_index)
     for index, dev in enumerate(devices):
         sim = getattr(dev, "simulation", None)
         if isinstance(sim, ProbeSimulation) and sim.follows is not None:
             followed = next((d for d in devices if d.id == sim.follows), None)
             if sim.follows not in ids or not isinstance(followed, UltFreezerConfig):
-                problems.append(f"devices[{index}].simulation.follows: '{sim.follows}' is not a "
-                                "ult_freezer in this file")
+                problems.append(
+                    f"devices[{index}].simulation.follows: '{sim.follows}' is not a "
+                    "ult_freezer in this file"
+                )
     return problems
 
 
@@ -220,20 +230,26 @@ def _format_errors(exc: ValidationError) -> list[str]:
     for err in exc.errors():
         path = _toml_path(err["loc"])
         message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "value_error" and ": " in message and message.split(": ")[0].startswith(
-            ("devices[", "registers")
+        if (
+            err["type"] == "value_error"
+            and ": " in message
+            and message.split(": ")[0].startswith(("devices[", "registers"))
         ):
             # Cross-field validators already name their own paths; keep them relative to `path`.
             for part in message.split("; "):
-                problems.append(f"{path}.{part}" if path and not part.startswith("devices[")
-                                else part)
+                problems.append(
+                    f"{path}.{part}" if path and not part.startswith("devices[") else part
+                )
             continue
         if err["type"] in ("union_tag_not_found", "union_tag_invalid"):
             ctx = err.get("ctx", {})
             key = ctx.get("discriminator", "kind").strip("'")
             path = f"{path}.{key}" if path else key
-            message = ("required key is missing" if err["type"] == "union_tag_not_found" else
-                       f"'{ctx.get('tag')}' is not one of {ctx.get('expected_tags')}")
+            message = (
+                "required key is missing"
+                if err["type"] == "union_tag_not_found"
+                else f"'{ctx.get('tag')}' is not one of {ctx.get('expected_tags')}"
+            )
         elif err["type"] == "extra_forbidden":
             message = "unknown key"
         elif err["type"] == "missing":
@@ -258,8 +274,9 @@ def _raw_duplicate_ids(data: dict[str, Any]) -> list[str]:
         if not isinstance(dev_id, str):
             continue
         if dev_id in first:
-            problems.append(f"devices[{index}].id: duplicate id '{dev_id}' (also devices"
-                            f"[{first[dev_id]}])")
+            problems.append(
+                f"devices[{index}].id: duplicate id '{dev_id}' (also devices[{first[dev_id]}])"
+            )
         first.setdefault(dev_id, index)
     return problems
 

@@ -23,8 +23,13 @@ async def run_daemon(config: Config) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    _log.info("starting", version=__version__, site=config.controller.site,
-              controller=config.controller.id, devices=len(config.devices))
+    _log.info(
+        "starting",
+        version=__version__,
+        site=config.controller.site,
+        controller=config.controller.id,
+        devices=len(config.devices),
+    )
     supervisor = Supervisor(config=config)
     try:
         async with supervisor:

@@ -29,8 +29,14 @@ DEFAULT_CONFIG = CONFIG_DIR / "demo.toml"
 READY_TIMEOUT_S = 30.0
 
 
-def prepare_room(config_path: Path, *, out_path: Path, broker_port: int,
-                 private_dir: Path | None = None, speed: float | None = None) -> Path:
+def prepare_room(
+    config_path: Path,
+    *,
+    out_path: Path,
+    broker_port: int,
+    private_dir: Path | None = None,
+    speed: float | None = None,
+) -> Path:
     """Write a runtime copy of a room config: free TCP ports, the given broker port.
 
     With `private_dir`, every path the room uses (state, control socket, serial ports) moves
@@ -97,7 +103,9 @@ class _LiveView:
         view = self._devices[parts[1]]
         if parts[2] == "state":
             if body.get("connected") != view.connected:
-                what = "connected" if body.get("connected") else f"DISCONNECTED: {body.get('error')}"
+                what = (
+                    "connected" if body.get("connected") else f"DISCONNECTED: {body.get('error')}"
+                )
                 self._line(f"{parts[1]} {what}")
             view.connected, view.error = body.get("connected"), body.get("error")
         elif parts[2] == "telemetry":
@@ -118,13 +126,19 @@ class _LiveView:
         print("\n".join(lines), file=self._out, flush=True)
 
 
-async def _start(args: list[str], *, log_path: Path,
-                 env: dict[str, str]) -> asyncio.subprocess.Process:
+async def _start(
+    args: list[str], *, log_path: Path, env: dict[str, str]
+) -> asyncio.subprocess.Process:
     log = log_path.open("ab")
     try:
         return await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log,
-            start_new_session=True, env=env)
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,
+            env=env,
+        )
     finally:
         log.close()
 
@@ -159,8 +173,9 @@ async def _demo(config_path: Path, port: int, speed: float | None, out: TextIO) 
     workdir.mkdir(parents=True, exist_ok=True)
     broker = PrivateBroker(workdir=workdir, port=port)
     broker.start()
-    runtime = prepare_room(config_path, out_path=workdir / "room.toml", broker_port=broker.port,
-                           speed=speed)
+    runtime = prepare_room(
+        config_path, out_path=workdir / "room.toml", broker_port=broker.port, speed=speed
+    )
     config = load_config(runtime)
     base = f"{config.mqtt.prefix}/{config.controller.site}/{config.controller.id}"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -172,14 +187,24 @@ async def _demo(config_path: Path, port: int, speed: float | None, out: TextIO) 
         loop.add_signal_handler(sig, stop.set)
     try:
         print(f"controllerd demo: private broker on 127.0.0.1:{broker.port}", file=out, flush=True)
-        sims = await _start([sys.executable, "-m", "simulators", "run", "-c", str(runtime)],
-                            log_path=workdir / "simulators.log", env=env)
+        sims = await _start(
+            [sys.executable, "-m", "simulators", "run", "-c", str(runtime)],
+            log_path=workdir / "simulators.log",
+            env=env,
+        )
         await _wait_ready(sims, b"simulators ready")
-        print("  simulators serving the room (log: " + str(workdir / "simulators.log") + ")",
-              file=out, flush=True)
-        daemon = await _start([sys.executable, "-m", "controllerd", "run", "-c", str(runtime)],
-                              log_path=workdir / "controllerd.log", env=env)
-        print(f"""  daemon started (log: {workdir / 'controllerd.log'})
+        print(
+            "  simulators serving the room (log: " + str(workdir / "simulators.log") + ")",
+            file=out,
+            flush=True,
+        )
+        daemon = await _start(
+            [sys.executable, "-m", "controllerd", "run", "-c", str(runtime)],
+            log_path=workdir / "controllerd.log",
+            env=env,
+        )
+        print(
+            f"""  daemon started (log: {workdir / "controllerd.log"})
 
 Watch it with any MQTT client, e.g.
   mosquitto_sub -h 127.0.0.1 -p {broker.port} -V mqttv5 -v -t '{base}/#'
@@ -187,10 +212,14 @@ Topics: {base}/status, {base}/devices/<id>/state, {base}/devices/<id>/telemetry
 Inject a fault:  simulators inject freezer-1 disconnect   (… --clear to end it)
 Faults: disconnect garbage stuck compressor_fail door_open power_fail sensor_open
 Ctrl-C stops everything.
-""", file=out, flush=True)
+""",
+            file=out,
+            flush=True,
+        )
         view = _LiveView(base=base, device_ids=[d.id for d in config.devices], out=out)
-        async with aiomqtt.Client("127.0.0.1", port=broker.port,
-                                  identifier=f"controllerd-demo-view-{os.getpid()}") as client:
+        async with aiomqtt.Client(
+            "127.0.0.1", port=broker.port, identifier=f"controllerd-demo-view-{os.getpid()}"
+        ) as client:
             await client.subscribe(f"{base}/#")
             reader = asyncio.create_task(_pump(client, view), name="demo-view")
             try:
@@ -198,8 +227,11 @@ Ctrl-C stops everything.
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=5)
                     if daemon.returncode is not None or sims.returncode is not None:
-                        print("a child process exited unexpectedly; see the logs above",
-                              file=out, flush=True)
+                        print(
+                            "a child process exited unexpectedly; see the logs above",
+                            file=out,
+                            flush=True,
+                        )
                         return 1
                     view.render()
             finally:

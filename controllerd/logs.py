@@ -9,18 +9,24 @@ from typing import Literal
 
 import structlog
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
-def configure_logging(*, level: str = "info",
-                      fmt: Literal["auto", "json", "console"] = "auto") -> None:
+def configure_logging(
+    *, level: str = "info", fmt: Literal["auto", "json", "console"] = "auto"
+) -> None:
     """Configure structlog (and the stdlib root logger, for libraries) once per process."""
     if fmt == "auto":
         under_systemd = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
         fmt = "console" if sys.stderr.isatty() and not under_systemd else "json"
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()) if fmt == "console"
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if fmt == "console"
         else structlog.processors.JSONRenderer()
     )
     structlog.configure(
@@ -36,5 +42,8 @@ def configure_logging(*, level: str = "info",
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=max(_LEVELS[level], logging.WARNING), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(_LEVELS[level], logging.WARNING),
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )

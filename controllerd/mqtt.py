@@ -15,7 +15,7 @@ import contextlib
 import socket
 import ssl
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Literal, Protocol, Self
 
 import aiomqtt
 import structlog
@@ -31,8 +31,9 @@ _log = structlog.get_logger("controllerd.mqtt")
 class Publisher(Protocol):
     """What device logic needs of the MQTT session."""
 
-    async def publish(self, topic: str, payload: bytes, *, qos: int = 0,
-                      retain: bool = False) -> bool: ...
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
+    ) -> bool: ...
 
 
 class MqttConnection:
@@ -45,8 +46,9 @@ class MqttConnection:
         self._retained: dict[str, tuple[bytes, int]] = {}
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
-        self._backoff = Backoff(initial_s=self._mqtt.reconnect_initial_s,
-                                max_s=self._mqtt.reconnect_max_s)
+        self._backoff = Backoff(
+            initial_s=self._mqtt.reconnect_initial_s, max_s=self._mqtt.reconnect_max_s
+        )
         self._task_group: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -65,22 +67,27 @@ class MqttConnection:
         self._task = self._task_group.create_task(self._run(), name="mqtt-connection")
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._stopping = True
         client = self._client
         if client is not None:
             # A clean shutdown says `offline` itself; the last will covers crashes.
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(2.0):
-                    await client.publish(self._topics.status, self._status("offline"), qos=1,
-                                         retain=True)
+                    await client.publish(
+                        self._topics.status, self._status("offline"), qos=1, retain=True
+                    )
         assert self._task_group is not None and self._task is not None
         self._task.cancel()
         await self._task_group.__aexit__(None, None, None)
 
-    def _status(self, state: str) -> bytes:
-        return StatusPayload(state=state, ts=utc_now()).to_json()  # type: ignore[arg-type]
+    def _status(self, state: Literal["online", "offline"]) -> bytes:
+        return StatusPayload(state=state, ts=utc_now()).to_json()
 
     def _make_client(self) -> aiomqtt.Client:
         cfg = self._mqtt
@@ -112,25 +119,40 @@ class MqttConnection:
             try:
                 async with self._make_client() as client:
                     self._client = client
-                    await client.publish(self._topics.status, self._status("online"), qos=1,
-                                         retain=True)
-                    for topic, (payload, qos) in list(self._retained.items()):
-                        await client.publish(topic, payload, qos=qos, retain=True)
+                    await client.publish(
+                        self._topics.status, self._status("online"), qos=1, retain=True
+                    )
+                    # Connected first, replay second: anything published from now on goes out
+                    # directly, and the replay sends each topic's value as it is when its turn
+                    # comes (paho sends in call order), so no update is lost or overtaken.
+                    self._connected.set()
+                    for topic in list(self._retained):
+                        if topic in self._retained:
+                            payload, qos = self._retained[topic]
+                            await client.publish(topic, payload, qos=qos, retain=True)
                     if self._backoff.failures:
-                        _log.info("broker connected", host=self._mqtt.host, port=self._mqtt.port,
-                                  after_failures=self._backoff.failures)
+                        _log.info(
+                            "broker connected",
+                            host=self._mqtt.host,
+                            port=self._mqtt.port,
+                            after_failures=self._backoff.failures,
+                        )
                     else:
                         _log.info("broker connected", host=self._mqtt.host, port=self._mqtt.port)
                     self._backoff.reset()
-                    self._connected.set()
                     async for _message in client.messages:
                         pass  # commands arrive here once the daemon subscribes to any
             except (aiomqtt.MqttError, OSError) as exc:
                 reason = str(exc) or type(exc).__name__
                 delay = self._backoff.next_delay()
                 log = _log.warning if self._backoff.failures == 1 else _log.debug
-                log("broker unreachable", host=self._mqtt.host, port=self._mqtt.port,
-                    reason=reason, retry_in_s=round(delay, 2))
+                log(
+                    "broker unreachable",
+                    host=self._mqtt.host,
+                    port=self._mqtt.port,
+                    reason=reason,
+                    retry_in_s=round(delay, 2),
+                )
             else:
                 delay = self._backoff.next_delay()
             finally:
@@ -138,8 +160,9 @@ class MqttConnection:
                 self._connected.clear()
             await asyncio.sleep(delay)
 
-    async def publish(self, topic: str, payload: bytes, *, qos: int = 0,
-                      retain: bool = False) -> bool:
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
+    ) -> bool:
         """Publish; retained messages are remembered and republished after every reconnect.
 
         Returns whether the message left for the broker now.

@@ -33,15 +33,17 @@ class _Track:
 class DevicePoller:
     """Polls one device through its driver and publishes what it learns."""
 
-    def __init__(self, *, device: DeviceConfig, driver: Driver, mqtt: Publisher,
-                 topics: Topics) -> None:
+    def __init__(
+        self, *, device: DeviceConfig, driver: Driver, mqtt: Publisher, topics: Topics
+    ) -> None:
         self.device = device
         self._driver = driver
         self._mqtt = mqtt
         self._topics = topics
         self._log = _log.bind(device=device.id, kind=device.kind)
-        self._stale_after = {reg.name: reg.stale_after_s for reg in device.registers
-                             if reg.stale_after_s is not None}
+        self._stale_after = {
+            reg.name: reg.stale_after_s for reg in device.registers if reg.stale_after_s is not None
+        }
         self._tracks: dict[str, _Track] = {}
         self.connected: bool | None = None
         self.error: str | None = None
@@ -73,8 +75,11 @@ class DevicePoller:
             # A driver bug must cost this device a poll, never the daemon: the other devices
             # keep being watched, and the failure is as visible as any other.
             self._log.exception("driver raised an untranslated error")
-            await self._failed(DriverError(f"internal driver error: {exc!r}",
-                                           device=self.device.id, operation="read"))
+            await self._failed(
+                DriverError(
+                    f"internal driver error: {exc!r}", device=self.device.id, operation="read"
+                )
+            )
         else:
             await self._succeeded(reading)
         self.polls += 1
@@ -84,8 +89,13 @@ class DevicePoller:
     async def _succeeded(self, reading: Reading) -> None:
         stale = self._stale_values(reading)
         quality: Quality = "bad" if reading.faults else "uncertain" if stale else "good"
-        payload = TelemetryPayload(ts=utc_now(), values=dict(reading.values), quality=quality,
-                                   faults=dict(reading.faults), stale=stale)
+        payload = TelemetryPayload(
+            ts=utc_now(),
+            values=dict(reading.values),
+            quality=quality,
+            faults=dict(reading.faults),
+            stale=stale,
+        )
         await self._mqtt.publish(self._topics.telemetry(self.device.id), payload.to_json())
         if self.connected is not True:
             if self.connected is False:
@@ -113,10 +123,12 @@ class DevicePoller:
         if connected == self.connected and error == self.error:
             return
         self.connected, self.error = connected, error
-        payload = DeviceStatePayload(connected=connected, since=utc_now(), error=error,
-                                     kind=self.device.kind)
-        await self._mqtt.publish(self._topics.device_state(self.device.id), payload.to_json(),
-                                 qos=1, retain=True)
+        payload = DeviceStatePayload(
+            connected=connected, since=utc_now(), error=error, kind=self.device.kind
+        )
+        await self._mqtt.publish(
+            self._topics.device_state(self.device.id), payload.to_json(), qos=1, retain=True
+        )
 
     def _stale_values(self, reading: Reading) -> list[str]:
         now = time.monotonic()

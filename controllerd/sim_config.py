@@ -36,8 +36,10 @@ class FreezerSimulation(_Strict):
 
     setpoint_c: float = Field(default=-80.0, ge=-150, le=0, description="Initial setpoint.")
     initial_c: float | None = Field(
-        default=None, ge=-150, le=60, description="Cabinet temperature at start; the setpoint "
-        "when unset."
+        default=None,
+        ge=-150,
+        le=60,
+        description="Cabinet temperature at start; the setpoint when unset.",
     )
     hysteresis_c: float = Field(default=3.0, gt=0, le=20, description="Compressor on/off band.")
     cooling_c_per_min: float = Field(
@@ -50,8 +52,11 @@ class FreezerSimulation(_Strict):
         default=15.0, gt=0, description="Time constant toward ambient while the door is open."
     )
     noise_c: float = Field(
-        default=0.05, ge=0, le=5, description="Standard deviation of the cabinet sensor's noise "
-        "(a real reading is never bit-for-bit constant; the thermostat sees the true cabinet)."
+        default=0.05,
+        ge=0,
+        le=5,
+        description="Standard deviation of the cabinet sensor's noise "
+        "(a real reading is never bit-for-bit constant; the thermostat sees the true cabinet).",
     )
 
 
@@ -59,8 +64,9 @@ class ProbeSimulation(_Strict):
     """A temperature probe: reads a freezer's cabinet (or the room) with noise."""
 
     follows: str | None = Field(
-        default=None, description="Id of the simulated freezer whose cabinet the probe sits in; "
-        "the room when unset."
+        default=None,
+        description="Id of the simulated freezer whose cabinet the probe sits in; "
+        "the room when unset.",
     )
     offset_c: float = Field(default=0.0, ge=-20, le=20, description="Probe's calibration error.")
     noise_c: float = Field(default=0.05, ge=0, le=5, description="Standard deviation of noise.")

@@ -32,8 +32,9 @@ STARTUP_WAIT_S = 10.0
 def build_driver(device: DeviceConfig, links: ModbusLinks) -> Driver:
     """The driver for a device's kind and link."""
     link = links.link_for(device.driver)
-    return ModbusDriver(device_id=device.id, link=link, unit_id=device.driver.unit_id,
-                        registers=device.registers)
+    return ModbusDriver(
+        device_id=device.id, link=link, unit_id=device.driver.unit_id, registers=device.registers
+    )
 
 
 class Supervisor:
@@ -42,8 +43,9 @@ class Supervisor:
     def __init__(self, *, config: Config, notifier: SystemdNotifier | None = None) -> None:
         self._config = config
         self._notifier = notifier or SystemdNotifier()
-        self.topics = Topics(prefix=config.mqtt.prefix, site=config.controller.site,
-                             controller=config.controller.id)
+        self.topics = Topics(
+            prefix=config.mqtt.prefix, site=config.controller.site, controller=config.controller.id
+        )
         self._exit = contextlib.AsyncExitStack()
         self._task_group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -57,14 +59,20 @@ class Supervisor:
         try:
             links = await self._exit.enter_async_context(ModbusLinks())
             self.mqtt = await self._exit.enter_async_context(
-                MqttConnection(config=cfg, topics=self.topics))
+                MqttConnection(config=cfg, topics=self.topics)
+            )
             self._task_group = await self._exit.enter_async_context(asyncio.TaskGroup())
             for device in cfg.devices:
-                poller = DevicePoller(device=device, driver=build_driver(device, links),
-                                      mqtt=self.mqtt, topics=self.topics)
+                poller = DevicePoller(
+                    device=device,
+                    driver=build_driver(device, links),
+                    mqtt=self.mqtt,
+                    topics=self.topics,
+                )
                 self.pollers.append(poller)
-                self._tasks.append(self._task_group.create_task(
-                    poller.run(), name=f"poll-{device.id}"))
+                self._tasks.append(
+                    self._task_group.create_task(poller.run(), name=f"poll-{device.id}")
+                )
             self._tasks.append(self._task_group.create_task(self._watch(), name="watchdog"))
             await self._startup()
         except BaseException:
@@ -72,8 +80,12 @@ class Supervisor:
             raise
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
@@ -108,8 +120,9 @@ class Supervisor:
         stalled = []
         for poller in self.pollers:
             link = poller.device.driver
-            budget = (poller.device.poll_interval_s * 3
-                      + link.timeout_s * (link.retries + 1) * 4 + 5.0)
+            budget = (
+                poller.device.poll_interval_s * 3 + link.timeout_s * (link.retries + 1) * 4 + 5.0
+            )
             if now - poller.last_cycle > budget:
                 stalled.append(poller.device.id)
         return stalled

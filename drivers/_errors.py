@@ -32,8 +32,14 @@ class DriverError(Exception):
 class NotConnected(DriverError):
     """The link is down; `retry_in_s` says when the next reconnect attempt is due."""
 
-    def __init__(self, message: str, *, retry_in_s: float, device: str | None = None,
-                 operation: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_in_s: float,
+        device: str | None = None,
+        operation: str | None = None,
+    ) -> None:
         super().__init__(message, device=device, operation=operation)
         self.retry_in_s = retry_in_s
 
@@ -53,8 +59,9 @@ class ProtocolError(DriverError):
 class DeviceRejected(ProtocolError):
     """The device answered with an error code (for Modbus: the exception code)."""
 
-    def __init__(self, message: str, *, code: int, device: str | None = None,
-                 operation: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: int, device: str | None = None, operation: str | None = None
+    ) -> None:
         super().__init__(message, device=device, operation=operation)
         self.code = code
 

@@ -14,8 +14,11 @@ async def fail_test_on_unclosed_tasks() -> AsyncIterator[None]:
     before = asyncio.all_tasks()
     yield
     await asyncio.sleep(0)  # let tasks cancelled at teardown finish
-    leftover = [task for task in asyncio.all_tasks() - before
-                if task is not asyncio.current_task() and not task.done()]
+    leftover = [
+        task
+        for task in asyncio.all_tasks() - before
+        if task is not asyncio.current_task() and not task.done()
+    ]
     for task in leftover:
         task.cancel()
     if leftover:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import re
 import struct
-from decimal import Decimal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -102,8 +102,9 @@ class RegisterSpec(BaseModel):
     @property
     def decimals(self) -> int:
         """Decimal places an integer register carries after scale and offset (0.1 -> 1)."""
-        exponents = [Decimal(repr(x)).normalize().as_tuple().exponent
-                     for x in (self.scale, self.offset)]
+        exponents = [
+            Decimal(repr(x)).normalize().as_tuple().exponent for x in (self.scale, self.offset)
+        ]
         return max(0, *(-int(e) for e in exponents if isinstance(e, int)))
 
 
@@ -114,14 +115,17 @@ def check_register_map(registers: Sequence[RegisterSpec]) -> list[str]:
     used: dict[tuple[str, int], str] = {}
     for index, reg in enumerate(registers):
         if reg.name in seen:
-            problems.append(f"registers[{index}].name: '{reg.name}' is already registers"
-                            f"[{seen[reg.name]}]")
+            problems.append(
+                f"registers[{index}].name: '{reg.name}' is already registers[{seen[reg.name]}]"
+            )
         seen.setdefault(reg.name, index)
         for addr in range(reg.address, reg.address + reg.width):
             owner = used.get((reg.table, addr))
             if owner is not None and owner != reg.name:
-                problems.append(f"registers[{index}].address: {reg.table} register {addr} is "
-                                f"also used by '{owner}'")
+                problems.append(
+                    f"registers[{index}].address: {reg.table} register {addr} is "
+                    f"also used by '{owner}'"
+                )
                 break
             used[(reg.table, addr)] = reg.name
     return problems
@@ -204,8 +208,9 @@ def decode_value(spec: RegisterSpec, words: Sequence[int]) -> float:
 def decode_block(block: ReadBlock, words: Sequence[int]) -> tuple[dict[str, float], dict[str, str]]:
     """Decode one read block into (values, faults) where faults maps name -> reason."""
     if len(words) != block.count:
-        raise ValueError(f"expected {block.count} registers from {block.table} {block.start}, "
-                         f"got {len(words)}")
+        raise ValueError(
+            f"expected {block.count} registers from {block.table} {block.start}, got {len(words)}"
+        )
     values: dict[str, float] = {}
     faults: dict[str, str] = {}
     for spec in block.registers:
@@ -231,8 +236,10 @@ def encode_value(spec: RegisterSpec, value: float) -> list[int]:
         raw = round(raw_float)
         low, high = _RAW_RANGE[spec.type]
         if not low <= raw <= high:
-            raise ValueError(f"{spec.name}: {value} is outside what a {spec.type} register "
-                             f"holds at scale {spec.scale} and offset {spec.offset}")
+            raise ValueError(
+                f"{spec.name}: {value} is outside what a {spec.type} register "
+                f"holds at scale {spec.scale} and offset {spec.offset}"
+            )
         if spec.width == 1:
             return [raw & 0xFFFF]
         data = struct.pack(">i" if spec.type == "int32" else ">I", raw)

@@ -19,8 +19,9 @@ from drivers.modbus_client._link import ModbusLink
 class ModbusDriver:
     """One Modbus unit: reads its whole register map in as few requests as possible."""
 
-    def __init__(self, *, device_id: str, link: ModbusLink, unit_id: int,
-                 registers: Sequence[RegisterSpec]) -> None:
+    def __init__(
+        self, *, device_id: str, link: ModbusLink, unit_id: int, registers: Sequence[RegisterSpec]
+    ) -> None:
         self._device_id = device_id
         self._link = link
         self._unit_id = unit_id
@@ -43,13 +44,18 @@ class ModbusDriver:
         faults: dict[str, str] = {}
         for block in self._blocks:
             words = await self._link.read_registers(
-                table=block.table, start=block.start, count=block.count, unit_id=self._unit_id,
-                device=self._device_id)
+                table=block.table,
+                start=block.start,
+                count=block.count,
+                unit_id=self._unit_id,
+                device=self._device_id,
+            )
             try:
                 block_values, block_faults = decode_block(block, words)
             except ValueError as exc:
-                raise ProtocolError(str(exc), device=self._device_id,
-                                    operation=f"read {block.table} {block.start}") from exc
+                raise ProtocolError(
+                    str(exc), device=self._device_id, operation=f"read {block.table} {block.start}"
+                ) from exc
             values.update(block_values)
             faults.update(block_faults)
         return Reading(values=values, faults=faults)
@@ -57,14 +63,17 @@ class ModbusDriver:
     async def write(self, name: str, value: float) -> None:
         spec = self._by_name.get(name)
         if spec is None:
-            raise InvalidRequest(f"no value named '{name}'", device=self._device_id,
-                                 operation="write")
+            raise InvalidRequest(
+                f"no value named '{name}'", device=self._device_id, operation="write"
+            )
         if not spec.writable:
-            raise InvalidRequest(f"'{name}' is not writable", device=self._device_id,
-                                 operation="write")
+            raise InvalidRequest(
+                f"'{name}' is not writable", device=self._device_id, operation="write"
+            )
         try:
             words = encode_value(spec, value)
         except ValueError as exc:
             raise InvalidRequest(str(exc), device=self._device_id, operation="write") from exc
-        await self._link.write_registers(start=spec.address, words=words, unit_id=self._unit_id,
-                                         device=self._device_id)
+        await self._link.write_registers(
+            start=spec.address, words=words, unit_id=self._unit_id, device=self._device_id
+        )

@@ -31,8 +31,7 @@ from drivers._errors import (
     NotConnected,
     ProtocolError,
 )
-from drivers.modbus import ModbusRtuConfig, ModbusTcpConfig
-from drivers.modbus import RegisterTable
+from drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, RegisterTable
 
 #: What opening or using a link raises besides pymodbus's own errors: sockets and serial ports
 #: (termios.error is not an OSError; pyserial raises it when a port refuses its settings).
@@ -63,8 +62,7 @@ class ModbusLink:
         self._config = config
         self._lock = asyncio.Lock()
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
-        self._backoff = Backoff(initial_s=config.reconnect_initial_s,
-                                max_s=config.reconnect_max_s)
+        self._backoff = Backoff(initial_s=config.reconnect_initial_s, max_s=config.reconnect_max_s)
         self._next_attempt = 0.0
         self._last_frame_end = 0.0
         self._gap_s = config.gap_s if isinstance(config, ModbusRtuConfig) else 0.0
@@ -72,13 +70,23 @@ class ModbusLink:
     def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         cfg = self._config
         # reconnect_delay=0 turns pymodbus's own reconnect loop off: this link decides when.
-        common: dict[str, Any] = {"timeout": cfg.timeout_s, "retries": cfg.retries,
-                                  "reconnect_delay": 0, "name": self.key}
+        common: dict[str, Any] = {
+            "timeout": cfg.timeout_s,
+            "retries": cfg.retries,
+            "reconnect_delay": 0,
+            "name": self.key,
+        }
         if isinstance(cfg, ModbusTcpConfig):
             return AsyncModbusTcpClient(cfg.host, port=cfg.port, **common)
         return AsyncModbusSerialClient(
-            cfg.port, framer=FramerType.RTU, baudrate=cfg.baudrate, parity=cfg.parity,
-            stopbits=cfg.stopbits, bytesize=cfg.bytesize, **common)
+            cfg.port,
+            framer=FramerType.RTU,
+            baudrate=cfg.baudrate,
+            parity=cfg.parity,
+            stopbits=cfg.stopbits,
+            bytesize=cfg.bytesize,
+            **common,
+        )
 
     @property
     def connected(self) -> bool:
@@ -94,8 +102,12 @@ class ModbusLink:
             return
         wait = self._next_attempt - time.monotonic()
         if wait > 0:
-            raise NotConnected(f"{self.key} is down, next attempt in {wait:.1f} s",
-                               retry_in_s=wait, device=device, operation="connect")
+            raise NotConnected(
+                f"{self.key} is down, next attempt in {wait:.1f} s",
+                retry_in_s=wait,
+                device=device,
+                operation="connect",
+            )
         self._drop_client()
         client = self._new_client()
         try:
@@ -113,10 +125,12 @@ class ModbusLink:
             if self._backoff.failures == 1:
                 _log.warning("link down", link=self.key, reason=reason, retry_in_s=round(delay, 2))
             else:
-                _log.debug("link still down", link=self.key, reason=reason,
-                           retry_in_s=round(delay, 2))
-            raise ConnectFailed(f"cannot open {self.key}: {reason}", device=device,
-                                operation="connect")
+                _log.debug(
+                    "link still down", link=self.key, reason=reason, retry_in_s=round(delay, 2)
+                )
+            raise ConnectFailed(
+                f"cannot open {self.key}: {reason}", device=device, operation="connect"
+            )
         if self._backoff.failures:
             _log.info("link up", link=self.key, after_failures=self._backoff.failures)
         self._backoff.reset()
@@ -132,8 +146,9 @@ class ModbusLink:
         self._drop_client()
         self._next_attempt = time.monotonic() + self._backoff.next_delay()
 
-    async def request(self, call: Callable[[Any], Awaitable[Any]], *, device: str,
-                      operation: str) -> Any:
+    async def request(
+        self, call: Callable[[Any], Awaitable[Any]], *, device: str, operation: str
+    ) -> Any:
         """Run one pymodbus call under the line lock, the gap and the timeout; translate errors."""
         cfg = self._config
         async with self._lock:
@@ -149,30 +164,35 @@ class ModbusLink:
                     response = await call(self._client)
             except ConnectionException as exc:
                 self._mark_broken()
-                raise DeviceTimeout(f"connection lost: {exc}", device=device,
-                                    operation=operation) from exc
+                raise DeviceTimeout(
+                    f"connection lost: {exc}", device=device, operation=operation
+                ) from exc
             except TimeoutError as exc:
                 self._timed_out()
-                raise DeviceTimeout(f"no answer within {cfg.timeout_s} s", device=device,
-                                    operation=operation) from exc
+                raise DeviceTimeout(
+                    f"no answer within {cfg.timeout_s} s", device=device, operation=operation
+                ) from exc
             except ModbusException as exc:
                 # pymodbus raises ModbusIOException when retries ran out without an answer.
                 self._timed_out()
                 if "No response" in str(exc) or "no response" in str(exc):
-                    raise DeviceTimeout(f"no answer within {cfg.timeout_s} s", device=device,
-                                        operation=operation) from exc
+                    raise DeviceTimeout(
+                        f"no answer within {cfg.timeout_s} s", device=device, operation=operation
+                    ) from exc
                 raise ProtocolError(str(exc), device=device, operation=operation) from exc
             except _LINK_ERRORS as exc:
                 self._mark_broken()
-                raise DeviceTimeout(f"link error: {exc}", device=device,
-                                    operation=operation) from exc
+                raise DeviceTimeout(
+                    f"link error: {exc}", device=device, operation=operation
+                ) from exc
             finally:
                 self._last_frame_end = time.monotonic()
         if response.isError():
             code = int(getattr(response, "exception_code", 0))
             name = _EXCEPTION_NAMES.get(code, "unknown exception")
-            raise DeviceRejected(f"Modbus exception {code} ({name})", code=code, device=device,
-                                 operation=operation)
+            raise DeviceRejected(
+                f"Modbus exception {code} ({name})", code=code, device=device, operation=operation
+            )
         return response
 
     def _timed_out(self) -> None:
@@ -181,24 +201,30 @@ class ModbusLink:
         if isinstance(self._config, ModbusTcpConfig):
             self._mark_broken()
 
-    async def read_registers(self, *, table: RegisterTable, start: int, count: int, unit_id: int,
-                             device: str) -> list[int]:
+    async def read_registers(
+        self, *, table: RegisterTable, start: int, count: int, unit_id: int, device: str
+    ) -> list[int]:
         """Read `count` registers of `table` from `start` on `unit_id`."""
 
         async def call(client: Any) -> Any:
-            method = (client.read_holding_registers if table == "holding"
-                      else client.read_input_registers)
+            method = (
+                client.read_holding_registers if table == "holding" else client.read_input_registers
+            )
             return await method(start, count=count, device_id=unit_id)
 
         response = await self.request(call, device=device, operation=f"read {table} {start}")
         words = list(response.registers)
         if len(words) != count:
-            raise ProtocolError(f"asked for {count} registers, got {len(words)}", device=device,
-                                operation=f"read {table} {start}")
+            raise ProtocolError(
+                f"asked for {count} registers, got {len(words)}",
+                device=device,
+                operation=f"read {table} {start}",
+            )
         return words
 
-    async def write_registers(self, *, start: int, words: list[int], unit_id: int,
-                              device: str) -> None:
+    async def write_registers(
+        self, *, start: int, words: list[int], unit_id: int, device: str
+    ) -> None:
         """Write holding registers (function 6 for one word, 16 for several)."""
 
         async def call(client: Any) -> Any:

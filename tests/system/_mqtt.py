@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from types import TracebackType
@@ -15,8 +16,7 @@ class Observer:
     """`async with Observer(port=..., topic=...) as obs: await obs.wait_for(...)`."""
 
     def __init__(self, *, port: int, topic: str) -> None:
-        self._client = aiomqtt.Client("127.0.0.1", port=port,
-                                      protocol=aiomqtt.ProtocolVersion.V5)
+        self._client = aiomqtt.Client("127.0.0.1", port=port, protocol=aiomqtt.ProtocolVersion.V5)
         self._topic = topic
         self.messages: list[tuple[str, dict[str, Any], bool]] = []
         self.latest: dict[str, dict[str, Any]] = {}
@@ -29,14 +29,16 @@ class Observer:
         self._task = asyncio.create_task(self._pump(), name="test-observer")
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         assert self._task is not None
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await self._task
-        except (asyncio.CancelledError, aiomqtt.MqttError):
-            pass
         await self._client.__aexit__(None, None, None)
 
     async def _pump(self) -> None:
@@ -49,10 +51,22 @@ class Observer:
                 self.latest[topic] = body
                 self._changed.notify_all()
 
-    async def wait_for(self, topic: str, predicate: Callable[[dict[str, Any]], bool] = bool,
-                       *, timeout: float = 15.0, new: bool = False) -> dict[str, Any]:
-        """The first payload on `topic` that satisfies `predicate` (only later ones if new)."""
-        start = len(self.messages) if new else 0
+    def mark(self) -> int:
+        """A point in the message history, for `wait_for(since=...)`."""
+        return len(self.messages)
+
+    async def wait_for(
+        self,
+        topic: str,
+        predicate: Callable[[dict[str, Any]], bool] = bool,
+        *,
+        timeout: float = 15.0,
+        new: bool = False,
+        since: int | None = None,
+    ) -> dict[str, Any]:
+        """The first payload on `topic` satisfying `predicate`: in the whole history, only
+        after this call (`new`), or only after a `mark()` (`since`)."""
+        start = since if since is not None else len(self.messages) if new else 0
         async with asyncio.timeout(timeout), self._changed:
             while True:
                 for msg_topic, body, _retained in self.messages[start:]:

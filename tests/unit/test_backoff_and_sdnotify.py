@@ -40,8 +40,11 @@ def test_sd_notify_datagrams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         notifier.watchdog()
         notifier.stopping()
         got = [server.recv(4096).decode() for _ in range(3)]
-    assert got == ["READY=1\nSTATUS=6/6 devices connected", "WATCHDOG=1",
-                   "STOPPING=1\nSTATUS=stopping"]
+    assert got == [
+        "READY=1\nSTATUS=6/6 devices connected",
+        "WATCHDOG=1",
+        "STOPPING=1\nSTATUS=stopping",
+    ]
 
 
 def test_sd_notify_is_silent_without_systemd(monkeypatch: pytest.MonkeyPatch) -> None:

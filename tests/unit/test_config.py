@@ -127,8 +127,13 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
 
 
 def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controllerd", "check-config", str(path)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "controllerd", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_check_config_command_exit_codes(tmp_path: Path) -> None:
@@ -139,7 +144,7 @@ def test_check_config_command_exit_codes(tmp_path: Path) -> None:
 
     text = (CONFIG_DIR / "demo.toml").read_text()
     text = text.replace('id = "probe-4"', 'id = "probe-1"').replace("port = 15022", "port = 0")
-    text = text.replace('poll_interval_s = 2.0', 'poll_interval_s = "x"', 1)
+    text = text.replace("poll_interval_s = 2.0", 'poll_interval_s = "x"', 1)
     text = text.replace("[mqtt]", "[mqtt]\nqos = 1")
     bad = tmp_path / "room.toml"
     bad.write_text(text)

@@ -44,8 +44,9 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any], int, bool]] = []
 
-    async def publish(self, topic: str, payload: bytes, *, qos: int = 0,
-                      retain: bool = False) -> bool:
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
+    ) -> bool:
         self.sent.append((topic, json.loads(payload), qos, retain))
         return True
 
@@ -56,16 +57,27 @@ class RecordingPublisher:
 def _poller(results: list[Reading | Exception]) -> tuple[DevicePoller, RecordingPublisher]:
     device = load_config(CONFIG_DIR / "demo.toml").device("freezer-1")
     publisher = RecordingPublisher()
-    poller = DevicePoller(device=device, driver=ScriptedDriver(results), mqtt=publisher,
-                          topics=Topics(prefix="biobank", site="s", controller="c"))
+    poller = DevicePoller(
+        device=device,
+        driver=ScriptedDriver(results),
+        mqtt=publisher,
+        topics=Topics(prefix="biobank", site="s", controller="c"),
+    )
     return poller, publisher
 
 
 async def test_state_is_published_on_changes_only() -> None:
     good = Reading(values={"temperature_c": -80.1})
     timeout = DeviceTimeout("no answer within 0.5 s", device="freezer-1", operation="read")
-    poller, pub = _poller([good, Reading(values={"temperature_c": -80.2}), timeout, timeout,
-                           Reading(values={"temperature_c": -80.0})])
+    poller, pub = _poller(
+        [
+            good,
+            Reading(values={"temperature_c": -80.2}),
+            timeout,
+            timeout,
+            Reading(values={"temperature_c": -80.0}),
+        ]
+    )
     for _ in range(5):
         await poller.poll_once()
     states = pub.on("/state")
@@ -80,8 +92,13 @@ async def test_state_is_published_on_changes_only() -> None:
 
 
 async def test_sensor_fault_is_bad_quality_and_no_value() -> None:
-    poller, pub = _poller([Reading(values={"setpoint_c": -80.0},
-                                   faults={"temperature_c": "sensor fault code -32768"})])
+    poller, pub = _poller(
+        [
+            Reading(
+                values={"setpoint_c": -80.0}, faults={"temperature_c": "sensor fault code -32768"}
+            )
+        ]
+    )
     await poller.poll_once()
     (telemetry,) = pub.on("/telemetry")
     assert telemetry["quality"] == "bad"

@@ -19,12 +19,17 @@ from drivers.modbus import (
     plan_reads,
 )
 
-RANGES = {"int16": (-(2**15), 2**15 - 1), "uint16": (0, 2**16 - 1),
-          "int32": (-(2**31), 2**31 - 1), "uint32": (0, 2**32 - 1)}
+RANGES = {
+    "int16": (-(2**15), 2**15 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+}
 
 
-@given(type_=st.sampled_from(sorted(RANGES)), order=st.sampled_from(["big", "little"]),
-       data=st.data())
+@given(
+    type_=st.sampled_from(sorted(RANGES)), order=st.sampled_from(["big", "little"]), data=st.data()
+)
 def test_integer_raw_round_trip(type_: str, order: str, data: st.DataObject) -> None:
     low, high = RANGES[type_]
     raw = data.draw(st.integers(low, high))
@@ -38,14 +43,17 @@ def test_integer_raw_round_trip(type_: str, order: str, data: st.DataObject) -> 
 @given(value=st.floats(-1e6, 1e6, allow_nan=False), order=st.sampled_from(["big", "little"]))
 def test_float32_round_trip_within_float32_precision(value: float, order: str) -> None:
     spec = RegisterSpec(name="v", address=0, type="float32", word_order=order)  # type: ignore[arg-type]
-    assert math.isclose(decode_value(spec, encode_value(spec, value)), value, rel_tol=1e-6,
-                        abs_tol=1e-6)
+    assert math.isclose(
+        decode_value(spec, encode_value(spec, value)), value, rel_tol=1e-6, abs_tol=1e-6
+    )
 
 
-@given(value=st.floats(-300, 300), scale=st.sampled_from([0.1, 0.01, 0.5]),
-       offset=st.sampled_from([0.0, -273.15, 10.0]))
-def test_scaled_int16_round_trip_within_one_step(value: float, scale: float,
-                                                 offset: float) -> None:
+@given(
+    value=st.floats(-300, 300),
+    scale=st.sampled_from([0.1, 0.01, 0.5]),
+    offset=st.sampled_from([0.0, -273.15, 10.0]),
+)
+def test_scaled_int16_round_trip_within_one_step(value: float, scale: float, offset: float) -> None:
     spec = RegisterSpec(name="t_c", address=0, type="int32", scale=scale, offset=offset)
     assert abs(decode_value(spec, encode_value(spec, value)) - value) <= scale / 2 + 1e-9
 
@@ -65,8 +73,9 @@ def test_signed_int16_and_scale() -> None:
 
 
 def test_fault_code_is_a_sensor_fault_not_a_value() -> None:
-    spec = RegisterSpec(name="temperature_c", address=0, type="int16", scale=0.1,
-                        fault_codes=(-32768,))
+    spec = RegisterSpec(
+        name="temperature_c", address=0, type="int16", scale=0.1, fault_codes=(-32768,)
+    )
     with pytest.raises(SensorFault):
         decode_value(spec, [0x8000])
 
@@ -97,10 +106,16 @@ def test_invalid_specs_are_rejected() -> None:
 
 
 specs_strategy = st.lists(
-    st.builds(RegisterSpec, name=st.just("x"), address=st.integers(0, 400),
-              table=st.sampled_from(["holding", "input"]),
-              type=st.sampled_from(["int16", "uint16", "int32", "float32"])),
-    min_size=1, max_size=30)
+    st.builds(
+        RegisterSpec,
+        name=st.just("x"),
+        address=st.integers(0, 400),
+        table=st.sampled_from(["holding", "input"]),
+        type=st.sampled_from(["int16", "uint16", "int32", "float32"]),
+    ),
+    min_size=1,
+    max_size=30,
+)
 
 
 @given(specs=specs_strategy)
@@ -124,8 +139,10 @@ def test_plan_reads_merges_neighbours_and_splits_far_ones() -> None:
 
 
 def test_decode_block_separates_values_and_faults() -> None:
-    specs = [RegisterSpec(name="a_c", address=10, table="input", fault_codes=(32767,)),
-             RegisterSpec(name="b_c", address=11, table="input", scale=0.5)]
+    specs = [
+        RegisterSpec(name="a_c", address=10, table="input", fault_codes=(32767,)),
+        RegisterSpec(name="b_c", address=11, table="input", scale=0.5),
+    ]
     (block,) = plan_reads(specs)
     values, faults = decode_block(block, [32767, 4])
     assert values == {"b_c": 2.0}

@@ -39,7 +39,12 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     assert exe.exists()
     unit = tmp_path / "controllerd.service"
     unit.write_text(UNIT.read_text().replace("/opt/controllerd/bin/controllerd", str(exe)))
-    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "controllerd.service" not in result.stderr, result.stderr

@@ -1,0 +1,142 @@
+"""System-test fixtures: a private broker, the demo room's simulators and the daemon, as the
+processes they are in production (so kill -9 and SIGTERM mean what they mean there)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from controllerd.broker import CONFIG_DIR, PrivateBroker
+from controllerd.config import Config, load_config
+from controllerd.demo import prepare_room
+
+pytestmark = pytest.mark.system
+
+
+def _spawn(args: list[str], log: Path, *, read_stdout: bool = False) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, *args],
+            stdout=subprocess.PIPE if read_stdout else out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@dataclass
+class Stack:
+    """A running room: broker, simulators and daemon; `workdir` holds their logs."""
+
+    workdir: Path
+    broker: PrivateBroker
+    room_path: Path
+    config: Config
+    simulators: subprocess.Popen[bytes] | None = None
+    daemon: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        c = self.config
+        return f"{c.mqtt.prefix}/{c.controller.site}/{c.controller.id}"
+
+    @property
+    def control_socket(self) -> str:
+        assert self.config.simulator is not None
+        return str(self.config.simulator.control_socket)
+
+    def start_simulators(self) -> None:
+        self.simulators = _spawn(
+            ["-m", "simulators", "run", "-c", str(self.room_path)],
+            self.workdir / "simulators.log",
+            read_stdout=True,
+        )
+        assert self.simulators.stdout is not None
+        line = self.simulators.stdout.readline()  # blocks until ready (or exit)
+        assert line.startswith(b"simulators ready"), self.log("simulators.log")
+
+    def start_daemon(self) -> subprocess.Popen[bytes]:
+        self.daemon = _spawn(
+            ["-m", "controllerd", "run", "-c", str(self.room_path)],
+            self.workdir / "controllerd.log",
+        )
+        return self.daemon
+
+    async def inject(self, device: str, fault: str, *, clear: bool = False) -> None:
+        """`simulators inject` as an operator types it (without blocking the test's loop)."""
+        args = ["-m", "simulators", "inject", device, fault, "--socket", self.control_socket]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *args,
+            *(["--clear"] if clear else []),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+        assert proc.returncode == 0, err.decode()
+
+    def log(self, name: str) -> str:
+        path = self.workdir / name
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        _terminate(self.daemon)
+        _terminate(self.simulators)
+        self.broker.stop()
+
+
+def make_stack(workdir: Path, *, speed: float | None = None) -> Stack:
+    broker = PrivateBroker(workdir=workdir)
+    broker.start()
+    room = prepare_room(
+        CONFIG_DIR / "demo.toml",
+        out_path=workdir / "room.toml",
+        broker_port=broker.port,
+        private_dir=workdir,
+        speed=speed,
+    )
+    return Stack(workdir=workdir, broker=broker, room_path=room, config=load_config(room))
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The demo room on simulators with a running daemon, shared by a module's tests."""
+    stack = make_stack(tmp_path_factory.mktemp("room"))
+    try:
+        stack.start_simulators()
+        stack.start_daemon()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def wait_until(predicate: object, *, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")

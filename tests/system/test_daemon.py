@@ -1,0 +1,211 @@
+"""The daemon end to end: the demo room's simulators, a private Mosquitto, the daemon process,
+and an independent MQTT client watching what an operator's dashboard would see."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.system._mqtt import Observer
+from tests.system.conftest import Stack, make_stack
+
+pytestmark = pytest.mark.system
+
+
+def _connected(body: dict[str, Any]) -> bool:
+    return body.get("connected") is True
+
+
+def _disconnected(body: dict[str, Any]) -> bool:
+    return body.get("connected") is False
+
+
+async def test_room_comes_online_with_every_device(room: Stack) -> None:
+    async with Observer(port=room.broker.port, topic=f"{room.base}/#") as obs:
+        status = await obs.wait_for(f"{room.base}/status", lambda b: b["state"] == "online")
+        assert status["version"]
+        assert status["ts"].endswith("Z")
+        for device in room.config.devices:
+            state = await obs.wait_for(f"{room.base}/devices/{device.id}/state", _connected)
+            assert state["error"] is None
+            telemetry = await obs.wait_for(
+                f"{room.base}/devices/{device.id}/telemetry", lambda b: b["quality"] == "good"
+            )
+            assert -100 < telemetry["values"]["temperature_c"] < 40
+    # A dashboard that connects later learns everything from retained messages alone.
+    async with Observer(port=room.broker.port, topic=f"{room.base}/#") as late:
+        for device in room.config.devices:
+            await late.wait_for(f"{room.base}/devices/{device.id}/state", _connected)
+        await late.wait_for(f"{room.base}/status", lambda b: b["state"] == "online")
+        retained = {topic for topic, _, was_retained in late.messages if was_retained}
+    assert f"{room.base}/status" in retained
+    assert {f"{room.base}/devices/{d.id}/state" for d in room.config.devices} <= retained
+    assert not any(topic.endswith("/telemetry") for topic in retained)
+
+
+async def test_disconnect_turns_one_device_bad_while_others_flow(room: Stack) -> None:
+    state_topic = f"{room.base}/devices/freezer-1/state"
+    async with Observer(port=room.broker.port, topic=f"{room.base}/#") as obs:
+        await obs.wait_for(state_topic, _connected)
+        mark = obs.mark()
+        await room.inject("freezer-1", "disconnect")
+        try:
+            down = await obs.wait_for(state_topic, _disconnected, since=mark)
+            assert down["error"]
+            bad = await obs.wait_for(
+                f"{room.base}/devices/freezer-1/telemetry",
+                lambda b: b["quality"] == "bad",
+                new=True,
+            )
+            assert bad["values"] == {}
+            # The others keep flowing while freezer-1 is down, the shared RS-485 line included.
+            for other in ("freezer-2", "probe-1", "probe-4"):
+                await obs.wait_for(
+                    f"{room.base}/devices/{other}/telemetry",
+                    lambda b: b["quality"] == "good",
+                    new=True,
+                )
+            assert obs.latest[state_topic]["connected"] is False
+        finally:
+            await room.inject("freezer-1", "disconnect", clear=True)
+        await obs.wait_for(state_topic, _connected, new=True, timeout=40)
+        await obs.wait_for(
+            f"{room.base}/devices/freezer-1/telemetry", lambda b: b["quality"] == "good", new=True
+        )
+    assert room.daemon is not None and room.daemon.poll() is None
+
+
+async def test_garbage_never_crashes_the_daemon(room: Stack) -> None:
+    async with Observer(port=room.broker.port, topic=f"{room.base}/#") as obs:
+        await room.inject("probe-2", "garbage")
+        await room.inject("freezer-2", "garbage")
+        try:
+            await obs.wait_for(
+                f"{room.base}/devices/probe-2/telemetry", lambda b: b["quality"] == "bad", new=True
+            )
+            await obs.wait_for(
+                f"{room.base}/devices/freezer-2/telemetry",
+                lambda b: b["quality"] == "bad",
+                new=True,
+            )
+            # probe-3 shares probe-2's line: garbage on one unit must not break the line.
+            for _ in range(3):
+                await obs.wait_for(
+                    f"{room.base}/devices/probe-3/telemetry",
+                    lambda b: b["quality"] == "good",
+                    new=True,
+                )
+        finally:
+            await room.inject("probe-2", "garbage", clear=True)
+            await room.inject("freezer-2", "garbage", clear=True)
+        await obs.wait_for(
+            f"{room.base}/devices/probe-2/telemetry",
+            lambda b: b["quality"] == "good",
+            new=True,
+            timeout=40,
+        )
+        await obs.wait_for(f"{room.base}/devices/freezer-2/state", _connected, timeout=40)
+    assert room.daemon is not None and room.daemon.poll() is None
+
+
+async def test_open_sensor_is_a_fault_never_a_temperature(room: Stack) -> None:
+    topic = f"{room.base}/devices/probe-1/telemetry"
+    async with Observer(port=room.broker.port, topic=topic) as obs:
+        await room.inject("probe-1", "sensor_open")
+        try:
+            faulty = await obs.wait_for(topic, lambda b: b["quality"] == "bad", new=True)
+            assert "temperature_c" not in faulty["values"]
+            assert "temperature_c" in faulty["faults"]
+        finally:
+            await room.inject("probe-1", "sensor_open", clear=True)
+        await obs.wait_for(topic, lambda b: b["quality"] == "good", new=True)
+
+
+async def test_stuck_value_becomes_uncertain(room: Stack) -> None:
+    topic = f"{room.base}/devices/probe-3/telemetry"
+    async with Observer(port=room.broker.port, topic=topic) as obs:
+        await room.inject("probe-3", "stuck")
+        try:
+            # demo.toml: stale_after_s = 60 for probe temperatures; the daemon measures real
+            # time, so this waits a minute: the price of proving staleness end to end.
+            stale = await obs.wait_for(
+                topic, lambda b: b["quality"] == "uncertain", new=True, timeout=90
+            )
+            assert stale["stale"] == ["temperature_c"]
+        finally:
+            await room.inject("probe-3", "stuck", clear=True)
+        await obs.wait_for(topic, lambda b: b["quality"] == "good", new=True)
+
+
+async def test_broker_restart_is_survived(room: Stack) -> None:
+    room.broker.stop()
+    await asyncio.sleep(1.0)
+    room.broker.start()  # same port, as a restarted site broker would be
+    async with Observer(port=room.broker.port, topic=f"{room.base}/#") as obs:
+        await obs.wait_for(f"{room.base}/status", lambda b: b["state"] == "online", timeout=40)
+        await obs.wait_for(
+            f"{room.base}/devices/freezer-1/telemetry",
+            lambda b: b["quality"] == "good",
+            new=True,
+            timeout=40,
+        )
+
+
+async def test_kill_9_makes_the_broker_say_offline(room: Stack) -> None:
+    assert room.daemon is not None
+    async with Observer(port=room.broker.port, topic=f"{room.base}/status") as obs:
+        await obs.wait_for(f"{room.base}/status", lambda b: b["state"] == "online")
+        mark = obs.mark()
+        os.kill(room.daemon.pid, signal.SIGKILL)
+        await asyncio.to_thread(room.daemon.wait, 10)
+        offline = await obs.wait_for(
+            f"{room.base}/status", lambda b: b["state"] == "offline", since=mark, timeout=30
+        )
+        assert offline["version"]
+        mark = obs.mark()
+        room.start_daemon()  # the module's later tests (if any) get a daemon again
+        await obs.wait_for(
+            f"{room.base}/status", lambda b: b["state"] == "online", since=mark, timeout=30
+        )
+
+
+async def test_sigterm_stops_cleanly_and_says_offline(tmp_path: Any) -> None:
+    stack = make_stack(tmp_path)
+    try:
+        stack.start_simulators()
+        async with Observer(port=stack.broker.port, topic=f"{stack.base}/status") as obs:
+            daemon = stack.start_daemon()
+            await obs.wait_for(f"{stack.base}/status", lambda b: b["state"] == "online")
+            mark = obs.mark()
+            daemon.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(daemon.wait, 10)
+            assert code == 0, stack.log("controllerd.log")
+            await obs.wait_for(
+                f"{stack.base}/status", lambda b: b["state"] == "offline", since=mark
+            )
+        log = stack.log("controllerd.log")
+        assert "stopping on signal" in log
+        assert "Traceback" not in log
+    finally:
+        stack.stop()
+
+
+def test_daemon_refuses_a_bad_config(tmp_path: Any) -> None:
+    bad = tmp_path / "room.toml"
+    bad.write_text("[controller]\nsite = 'Bad Site'\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "controllerd", "run", "-c", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "controller.site:" in result.stderr
+    assert "controller.id: required key is missing" in result.stderr
