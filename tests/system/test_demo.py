@@ -36,14 +36,25 @@ def _processes_mentioning(text: str) -> list[str]:
 
 async def test_demo_runs_the_room_and_stops_cleanly(tmp_path: Path) -> None:
     # The demo's own config with private paths, so the test never meets a user's demo.
-    config_path = prepare_room(CONFIG_DIR / "demo.toml", out_path=tmp_path / "demo.toml",
-                               broker_port=1883, private_dir=tmp_path)
+    config_path = prepare_room(
+        CONFIG_DIR / "demo.toml",
+        out_path=tmp_path / "demo.toml",
+        broker_port=1883,
+        private_dir=tmp_path,
+    )
     config = load_config(config_path)
     base = f"{config.mqtt.prefix}/{config.controller.site}/{config.controller.id}"
     demo = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "controllerd", "demo", "-c", str(config_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True)
+        sys.executable,
+        "-m",
+        "controllerd",
+        "demo",
+        "-c",
+        str(config_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
     assert demo.stdout is not None
     seen: list[str] = []
     try:
@@ -60,17 +71,34 @@ async def test_demo_runs_the_room_and_stops_cleanly(tmp_path: Path) -> None:
         async with Observer(port=port, topic=f"{base}/#") as obs:
             await obs.wait_for(f"{base}/status", lambda b: b["state"] == "online", timeout=30)
             for device in config.devices:
-                await obs.wait_for(f"{base}/devices/{device.id}/state",
-                                   lambda b: b["connected"] is True, timeout=30)
-                await obs.wait_for(f"{base}/devices/{device.id}/telemetry",
-                                   lambda b: b["quality"] == "good", timeout=30)
+                await obs.wait_for(
+                    f"{base}/devices/{device.id}/state",
+                    lambda b: b["connected"] is True,
+                    timeout=30,
+                )
+                await obs.wait_for(
+                    f"{base}/devices/{device.id}/telemetry",
+                    lambda b: b["quality"] == "good",
+                    timeout=30,
+                )
             mark = obs.mark()
             inject = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "simulators", "inject", "freezer-1", "disconnect",
-                "--socket", str(tmp_path / "simulators.sock"))
+                sys.executable,
+                "-m",
+                "simulators",
+                "inject",
+                "freezer-1",
+                "disconnect",
+                "--socket",
+                str(tmp_path / "simulators.sock"),
+            )
             assert await inject.wait() == 0
-            await obs.wait_for(f"{base}/devices/freezer-1/state",
-                               lambda b: b["connected"] is False, since=mark, timeout=30)
+            await obs.wait_for(
+                f"{base}/devices/freezer-1/state",
+                lambda b: b["connected"] is False,
+                since=mark,
+                timeout=30,
+            )
 
         # The live view prints what is happening.
         async with asyncio.timeout(30):

@@ -117,3 +117,17 @@ async def test_frozen_value_becomes_stale(monkeypatch: pytest.MonkeyPatch) -> No
     telemetry = pub.on("/telemetry")
     assert [t["quality"] for t in telemetry] == ["good", "good", "uncertain", "good"]
     assert telemetry[2]["stale"] == ["temperature_c"]
+
+
+def test_watchdog_sees_a_stalled_poll_loop() -> None:
+    from controllerd.supervisor import Supervisor
+
+    config = load_config(CONFIG_DIR / "demo.toml")
+    supervisor = Supervisor(config=config)
+    poller, _ = _poller([])
+    supervisor.pollers.append(poller)
+    assert supervisor.stalled_pollers() == []
+    # freezer-1 polls every 1 s with a 0.5 s timeout and 1 retry: a minute without a cycle
+    # is far past any honest poll and must withhold the watchdog.
+    poller.last_cycle -= 60
+    assert supervisor.stalled_pollers() == ["freezer-1"]
