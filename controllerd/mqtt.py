@@ -99,7 +99,7 @@ class MqttConnection:
             tls_context = ssl.create_default_context(cafile=str(cfg.ca_file))
             if cfg.cert_file is not None and cfg.key_file is not None:
                 tls_context.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             cfg.host,
             port=cfg.port,
             identifier=self._client_id,
@@ -113,6 +113,10 @@ class MqttConnection:
             # Small state messages must not wait for Nagle's algorithm.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+        # Every poller publishes at its tick, so hundreds of publishes in flight are normal;
+        # aiomqtt would log a warning for each one past 10 (thousands of lines a minute).
+        client.pending_calls_threshold = 1_000_000
+        return client
 
     async def _run(self) -> None:
         while not self._stopping:

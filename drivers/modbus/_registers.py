@@ -7,6 +7,7 @@ The simulators use the same codec to serve what the driver reads.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import struct
@@ -102,10 +103,14 @@ class RegisterSpec(BaseModel):
     @property
     def decimals(self) -> int:
         """Decimal places an integer register carries after scale and offset (0.1 -> 1)."""
-        exponents = [
-            Decimal(repr(x)).normalize().as_tuple().exponent for x in (self.scale, self.offset)
-        ]
-        return max(0, *(-int(e) for e in exponents if isinstance(e, int)))
+        return _decimals(self.scale, self.offset)
+
+
+@functools.cache
+def _decimals(scale: float, offset: float) -> int:
+    # Cached: every poll decodes every value, and Decimal arithmetic is not cheap.
+    exponents = [Decimal(repr(x)).normalize().as_tuple().exponent for x in (scale, offset)]
+    return max(0, *(-int(e) for e in exponents if isinstance(e, int)))
 
 
 def check_register_map(registers: Sequence[RegisterSpec]) -> list[str]:
