@@ -12,14 +12,13 @@ Run: `.venv/bin/python bench/planner.py` (needs the `bench` extra: elkai, fast-t
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import elkai
 import fast_tsp
 import numpy as np
+from _results import write_section  # bench/ is sys.path[0] when run as a script
 from numpy.typing import NDArray
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
@@ -36,7 +35,6 @@ OUR_BUDGET_S = {200: 0.02, 1000: 0.25, 2000: 1.0}
 AIM_GAP_PCT = {200: 0.1, 1000: 0.2, 2000: 0.3}
 ORTOOLS_S = 2.0
 ELKAI_MAX_N = 1000  # LKH-3 needs 7-30 s per instance at n = 1000 here; n = 2000 is minutes
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 Tour = NDArray[np.int32]
 
@@ -175,17 +173,6 @@ def pick_place_rows() -> list[str]:
     return lines
 
 
-def write_section(body: list[str]) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    section = "## Planner\n\n" + "\n".join(body).rstrip() + "\n"
-    pattern = re.compile(r"^## Planner\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    RESULTS.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[200, 1000, 2000])
@@ -195,6 +182,7 @@ def main() -> None:
     route = route_rows(args.sizes)
     pick_place = pick_place_rows()
     write_section(
+        "Planner",
         [
             f"`bench/planner.py`, {started}, 2 shared cores. Closed tours over the start and",
             "n tube positions, motion 800 mm/s, 4000 mm/s² on both axes, int32 matrix in 0.1 ms",
@@ -209,7 +197,7 @@ def main() -> None:
             "minutes here and not run)",
             "",
             *pick_place,
-        ]
+        ],
     )
 
 

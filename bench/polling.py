@@ -31,7 +31,6 @@ import logging
 import os
 import platform
 import pstats
-import re
 import select
 import statistics
 import subprocess
@@ -48,6 +47,7 @@ from typing import Any, TextIO
 import aiomqtt
 import pymodbus
 import tomli_w
+from _results import write_section  # bench/ is sys.path[0] when run as a script
 from pymodbus.client import AsyncModbusTcpClient
 
 from controllerd.broker import PrivateBroker, free_port
@@ -61,7 +61,6 @@ from drivers.modbus import plan_reads
 from drivers.modbus_client import ModbusLinks
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).with_name("RESULTS.md")
 AIM_OVERHEAD = 0.25
 DAEMON_INTERVAL_S = 0.5
 TIMEOUT_S = 2.0  # the demo's 0.5 s is tight for N clients hammering one simulator process
@@ -426,17 +425,6 @@ def summary(results: dict[int, dict[str, Any]]) -> tuple[list[str], bool]:
     return lines, met
 
 
-def write_section(body: list[str]) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    section = "## Polling\n\n" + "\n".join(body).rstrip() + "\n"
-    pattern = re.compile(r"^## Polling\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    RESULTS.write_text(text, encoding="utf-8")
-
-
 async def main_async(args: argparse.Namespace) -> dict[int, dict[str, Any]]:
     results: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-polling-") as tmp:
@@ -493,7 +481,7 @@ def main() -> None:
         "`--profile` prints a cProfile of the daemon path instead of writing results).",
     ]
     print("\n".join(body))
-    write_section(body)
+    write_section("Polling", body)
 
 
 if __name__ == "__main__":
