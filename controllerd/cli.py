@@ -10,21 +10,10 @@ from pathlib import Path
 
 from controllerd import __version__
 from controllerd.config import Config, ConfigError, DeviceConfig, load_config
-from drivers.modbus import ModbusTcpConfig
 
 
 def _describe(device: DeviceConfig) -> str:
-    link = device.driver
-    where = (
-        f"modbus_tcp {link.host}:{link.port}"
-        if isinstance(link, ModbusTcpConfig)
-        else f"modbus_rtu {link.port} {link.baudrate} {link.parity}{link.bytesize}{link.stopbits}"
-    )
-    values = ", ".join(reg.name for reg in device.registers)
-    return (
-        f"{device.id}: {device.kind} on {where} unit {link.unit_id}, "
-        f"every {device.poll_interval_s:g} s, values {values}"
-    )
+    return f"{device.id}: {device.describe()}, every {device.poll_interval_s:g} s"
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -6,44 +6,29 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from controllerd._config_base import DeviceBase, Strict, check_id
 from controllerd.sim_config import FreezerSimulation, ProbeSimulation, SimulatorSection
 from drivers.modbus import ModbusLinkConfig, ModbusRtuConfig, RegisterSpec, check_register_map
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_ID_RULE = "lower-case letters, digits, '-' and '_', starting with a letter or digit"
 
-
-def _check_id(value: str) -> str:
-    if not _ID.match(value):
-        raise ValueError(
-            f"'{value}' is not a valid id ({_ID_RULE}; it becomes an MQTT topic level)"
-        )
-    return value
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ControllerSection(_Strict):
+class ControllerSection(Strict):
     """`[controller]`: who this daemon is and where it keeps its state."""
 
     site: str = Field(description="Site id: the second MQTT topic level.")
     id: str = Field(description="Controller (room) id: the third MQTT topic level.")
     state_dir: Path = Field(description="Durable state (SQLite outbox, alarms, specimen map).")
 
-    _site = field_validator("site", "id")(_check_id)
+    _site = field_validator("site", "id")(check_id)
 
 
-class MqttSection(_Strict):
+class MqttSection(Strict):
     """`[mqtt]`: the broker connection (MQTT 5)."""
 
     host: str = Field(default="127.0.0.1", min_length=1, description="Broker host.")
@@ -60,7 +45,7 @@ class MqttSection(_Strict):
     reconnect_initial_s: float = Field(default=0.5, gt=0, description="First reconnect delay.")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Cap of the reconnect delay.")
 
-    _prefix = field_validator("prefix")(_check_id)
+    _prefix = field_validator("prefix")(check_id)
 
     @model_validator(mode="after")
     def _check_tls(self) -> MqttSection:
@@ -73,7 +58,7 @@ class MqttSection(_Strict):
         return self
 
 
-class LoggingSection(_Strict):
+class LoggingSection(Strict):
     """`[logging]`: structlog output."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -82,15 +67,7 @@ class LoggingSection(_Strict):
     )
 
 
-class _DeviceBase(_Strict):
-    id: str = Field(description="Unique device id: an MQTT topic level.")
-    name: str = Field(default="", description="Human description (location, model).")
-    poll_interval_s: float = Field(default=5.0, ge=0.05, le=3600, description="Poll period.")
-
-    _id = field_validator("id")(_check_id)
-
-
-class _ModbusDevice(_DeviceBase):
+class _ModbusDevice(DeviceBase):
     driver: ModbusLinkConfig = Field(description="How to reach the device.")
     registers: tuple[RegisterSpec, ...] = Field(min_length=1, description="Register map.")
 
@@ -113,6 +90,22 @@ class _ModbusDevice(_DeviceBase):
     def kind_name(self) -> str:
         return str(getattr(self, "kind", "device"))
 
+    def stale_limits(self) -> dict[str, float]:
+        return {r.name: r.stale_after_s for r in self.registers if r.stale_after_s is not None}
+
+    def read_budget_s(self) -> float:
+        return self.driver.timeout_s * (self.driver.retries + 1)
+
+    def describe(self) -> str:
+        link = self.driver
+        where = (
+            f"modbus_rtu {link.port} {link.baudrate} {link.parity}{link.bytesize}{link.stopbits}"
+            if isinstance(link, ModbusRtuConfig)
+            else f"modbus_tcp {link.host}:{link.port}"
+        )
+        values = ", ".join(reg.name for reg in self.registers)
+        return f"{self.kind_name()} on {where} unit {link.unit_id}, values {values}"
+
 
 class UltFreezerConfig(_ModbusDevice):
     """A -80 °C ULT freezer on Modbus: cabinet temperature, setpoint, door, compressor, alarms."""
@@ -134,10 +127,13 @@ class ProbeConfig(_ModbusDevice):
     )
 
 
+#: Every device kind; a new kind adds its model here (and its driver in controllerd.supervisor).
+DEVICE_KINDS: tuple[type[DeviceBase], ...] = (UltFreezerConfig, ProbeConfig)
+
 DeviceConfig = Annotated[UltFreezerConfig | ProbeConfig, Field(discriminator="kind")]
 
 
-class Config(_Strict):
+class Config(Strict):
     """A whole room: one daemon's configuration."""
 
     controller: ControllerSection
@@ -175,6 +171,8 @@ def _cross_device_problems(devices: Sequence[DeviceConfig]) -> list[str]:
                 f"[{first_index[dev.id]}])"
             )
         first_index.setdefault(dev.id, index)
+        if not isinstance(dev, _ModbusDevice):
+            continue
         link = dev.driver
         unit_key = (link.link_key, link.unit_id)
         if unit_key in units:
@@ -213,12 +211,19 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+#: Discriminated-union branch names: pydantic puts them in error locations, TOML has no such level.
+_UNION_TAGS = frozenset(
+    {"ult_freezer", "probe", "modbus_tcp", "modbus_rtu"}
+    | {str(t) for m in DEVICE_KINDS for t in get_args(m.model_fields["kind"].annotation)}
+)
+
+
 def _toml_path(loc: Sequence[int | str]) -> str:
     path = ""
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in ("ult_freezer", "probe", "modbus_tcp", "modbus_rtu"):
+        elif part in _UNION_TAGS:
             continue  # discriminated-union branch names are not part of the TOML path
         else:
             path += f".{part}" if path else str(part)

@@ -41,9 +41,7 @@ class DevicePoller:
         self._mqtt = mqtt
         self._topics = topics
         self._log = _log.bind(device=device.id, kind=device.kind)
-        self._stale_after = {
-            reg.name: reg.stale_after_s for reg in device.registers if reg.stale_after_s is not None
-        }
+        self._stale_after = device.stale_limits()
         self._tracks: dict[str, _Track] = {}
         self.connected: bool | None = None
         self.error: str | None = None

@@ -15,7 +15,7 @@ from typing import Self
 
 import structlog
 
-from controllerd.config import Config, DeviceConfig
+from controllerd.config import Config, DeviceConfig, ProbeConfig, UltFreezerConfig
 from controllerd.mqtt import MqttConnection
 from controllerd.poller import DevicePoller
 from controllerd.sdnotify import SystemdNotifier
@@ -30,11 +30,15 @@ STARTUP_WAIT_S = 10.0
 
 
 def build_driver(device: DeviceConfig, links: ModbusLinks) -> Driver:
-    """The driver for a device's kind and link."""
-    link = links.link_for(device.driver)
-    return ModbusDriver(
-        device_id=device.id, link=link, unit_id=device.driver.unit_id, registers=device.registers
-    )
+    """The driver for a device's kind and link (one branch per driver family)."""
+    if isinstance(device, UltFreezerConfig | ProbeConfig):
+        return ModbusDriver(
+            device_id=device.id,
+            link=links.link_for(device.driver),
+            unit_id=device.driver.unit_id,
+            registers=device.registers,
+        )
+    raise TypeError(f"no driver for device kind {device.kind!r}")
 
 
 class Supervisor:
@@ -119,10 +123,7 @@ class Supervisor:
         now = time.monotonic()
         stalled = []
         for poller in self.pollers:
-            link = poller.device.driver
-            budget = (
-                poller.device.poll_interval_s * 3 + link.timeout_s * (link.retries + 1) * 4 + 5.0
-            )
+            budget = poller.device.poll_interval_s * 3 + poller.device.read_budget_s() * 4 + 5.0
             if now - poller.last_cycle > budget:
                 stalled.append(poller.device.id)
         return stalled
