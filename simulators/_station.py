@@ -4,8 +4,8 @@ The store simulator puts a rack it retrieves into a port and takes it back when 
 the picker simulator reads barcodes, picks and places tubes at gantry positions. Both hold the
 same `PickStation`, so the rack the store brought is the rack the picker sees.
 
-Geometry: SBS/ANSI 96-position racks, rows A–H and columns 1–12 at a 9 mm pitch. Each port has the
-gantry coordinates (mm) of its A1 position; position `B3` is 1 row (+y) and 2 columns (+x) away.
+Geometry: SBS/ANSI 96-position racks, rows A to H and columns 1 to 12 at a 9 mm pitch. Each port
+has the gantry coordinates (mm) of its A1 position; `B3` is 1 row (+y) and 2 columns (+x) away.
 Not modelled: rack tilt, tube heights, positions between two pitches (a gantry that stops off a
 position sees no tube).
 """
