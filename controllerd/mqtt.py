@@ -14,11 +14,15 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Literal, Protocol, Self
 
 import aiomqtt
 import structlog
+from paho.mqtt.client import MQTT_ERR_SUCCESS
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from controllerd._time import utc_now
 from controllerd.config import Config, MqttSection
@@ -34,6 +38,20 @@ class Publisher(Protocol):
     async def publish(
         self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
     ) -> bool: ...
+
+
+#: Handles one incoming message; runs as its own task, so a slow handler blocks no other.
+MessageHandler = Callable[[aiomqtt.Message], Awaitable[None]]
+
+
+def response_target(message: aiomqtt.Message) -> tuple[str, bytes | None] | None:
+    """(response topic, correlation data) of an MQTT 5 request, or None when it asks no reply."""
+    props = message.properties
+    topic = getattr(props, "ResponseTopic", None) if props is not None else None
+    if not topic:
+        return None
+    correlation = getattr(props, "CorrelationData", None)
+    return str(topic), bytes(correlation) if correlation is not None else None
 
 
 class MqttConnection:
@@ -52,6 +70,8 @@ class MqttConnection:
         self._task_group: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._subscriptions: dict[str, MessageHandler] = {}
+        self._handlers: asyncio.TaskGroup | None = None
         self.dropped = 0
 
     @property
@@ -61,9 +81,17 @@ class MqttConnection:
     async def wait_connected(self) -> None:
         await self._connected.wait()
 
+    def subscribe(self, topic_filter: str, handler: MessageHandler) -> None:
+        """Deliver messages matching `topic_filter` to `handler` (QoS 1), from every session.
+
+        Register before entering: subscriptions are (re)made on every connect.
+        """
+        self._subscriptions[topic_filter] = handler
+
     async def __aenter__(self) -> Self:
         self._task_group = asyncio.TaskGroup()
         await self._task_group.__aenter__()
+        self._handlers = self._task_group
         self._task = self._task_group.create_task(self._run(), name="mqtt-connection")
         return self
 
@@ -144,8 +172,10 @@ class MqttConnection:
                     else:
                         _log.info("broker connected", host=self._mqtt.host, port=self._mqtt.port)
                     self._backoff.reset()
-                    async for _message in client.messages:
-                        pass  # commands arrive here once the daemon subscribes to any
+                    for topic_filter in self._subscriptions:
+                        await client.subscribe(topic_filter, qos=1)
+                    async for message in client.messages:
+                        self._dispatch(message)
             except (aiomqtt.MqttError, OSError) as exc:
                 reason = str(exc) or type(exc).__name__
                 delay = self._backoff.next_delay()
@@ -164,12 +194,54 @@ class MqttConnection:
                 self._connected.clear()
             await asyncio.sleep(delay)
 
+    def _dispatch(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        for topic_filter, handler in self._subscriptions.items():
+            if message.topic.matches(topic_filter):
+                assert self._handlers is not None
+                self._handlers.create_task(
+                    self._handle(handler, message, topic_filter), name=f"mqtt-message {topic}"
+                )
+                return
+
+    async def _handle(
+        self, handler: MessageHandler, message: aiomqtt.Message, topic_filter: str
+    ) -> None:
+        try:
+            await handler(message)
+        except Exception:
+            # A handler bug costs that message, never the session (and is logged loudly).
+            _log.exception("message handler failed", topic=message.topic.value, filter=topic_filter)
+
+    async def reply(self, request: aiomqtt.Message, payload: bytes) -> bool:
+        """Answer an MQTT 5 request on its response topic with its correlation data (QoS 1).
+
+        Returns False when the request named no response topic or the broker is unreachable.
+        """
+        target = response_target(request)
+        client = self._client
+        if target is None or client is None:
+            return False
+        topic, correlation = target
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        if correlation is not None:
+            props.CorrelationData = correlation
+        props.ContentType = "application/json"
+        try:
+            await client.publish(topic, payload, qos=1, properties=props)
+        except aiomqtt.MqttError as exc:
+            _log.warning("reply failed", topic=topic, reason=str(exc))
+            return False
+        return True
+
     async def publish(
         self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
     ) -> bool:
         """Publish; retained messages are remembered and republished after every reconnect.
 
-        Returns whether the message left for the broker now.
+        Returns whether the message left for the broker now. QoS 0 messages are handed to the
+        socket without waiting for the write: there is no acknowledgement to wait for, and
+        awaiting each one was a third of the poll path's CPU.
         """
         if retain:
             self._retained[topic] = (payload, qos)
@@ -178,6 +250,14 @@ class MqttConnection:
             if not retain:
                 self.dropped += 1
             return False
+        if qos == 0:
+            info = client._client.publish(topic, payload, 0, retain)
+            if info.rc != MQTT_ERR_SUCCESS:
+                _log.debug("publish failed", topic=topic, rc=info.rc)
+                if not retain:
+                    self.dropped += 1
+                return False
+            return True
         try:
             await client.publish(topic, payload, qos=qos, retain=retain)
         except aiomqtt.MqttError as exc:
