@@ -14,8 +14,18 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from controllerd._config_base import DeviceBase, Strict, check_id
-from controllerd.sim_config import FreezerSimulation, ProbeSimulation, SimulatorSection
+from controllerd.sim_config import (
+    FreezerSimulation,
+    Ln2Simulation,
+    PickerSimulation,
+    ProbeSimulation,
+    SimulatorSection,
+    StoreSimulation,
+)
+from drivers.ln2 import POLL_QUERIES, FillSettings, Ln2SerialConfig
 from drivers.modbus import ModbusLinkConfig, ModbusRtuConfig, RegisterSpec, check_register_map
+from drivers.opcua_model import OpcUaConfig
+from firmware_bridge.protocol import FirmwareSerialConfig, MotionConfig
 
 
 class ControllerSection(Strict):
@@ -127,10 +137,115 @@ class ProbeConfig(_ModbusDevice):
     )
 
 
-#: Every device kind; a new kind adds its model here (and its driver in controllerd.supervisor).
-DEVICE_KINDS: tuple[type[DeviceBase], ...] = (UltFreezerConfig, ProbeConfig)
+class Ln2TankConfig(DeviceBase):
+    """An LN2 tank's controller on a serial line (ASCII protocol, docs/ln2-protocol.md)."""
 
-DeviceConfig = Annotated[UltFreezerConfig | ProbeConfig, Field(discriminator="kind")]
+    kind: Literal["ln2_tank"]
+    driver: Ln2SerialConfig = Field(description="The controller's line and address.")
+    fill: FillSettings = Field(default=FillSettings(), description="Fill levels and fill watch.")
+    low_level_pct: float = Field(default=30.0, ge=0, le=100, description="Low-level alarm.")
+    high_level_pct: float = Field(default=90.0, ge=0, le=100, description="High-level alarm.")
+    boil_off_window_h: float = Field(
+        default=6.0,
+        gt=0,
+        le=168,
+        description="Boil-off is measured over this many hours outside fills (hours_to_low).",
+    )
+    simulation: Ln2Simulation | None = Field(
+        default=None, description="Present when `simulators run` serves this device."
+    )
+
+    @model_validator(mode="after")
+    def _check_levels(self) -> Ln2TankConfig:
+        if self.high_level_pct <= self.low_level_pct:
+            raise ValueError(
+                f"high_level_pct ({self.high_level_pct}) must be above "
+                f"low_level_pct ({self.low_level_pct})"
+            )
+        return self
+
+    def read_budget_s(self) -> float:
+        # One poll's queries, and a fill stop the daemon may send with it.
+        return (len(POLL_QUERIES) + 1) * self.driver.exchange_budget_s
+
+    def describe(self) -> str:
+        link, fill = self.driver, self.fill
+        return (
+            f"ln2_tank on {link.port} address {link.address}, fill {fill.start_pct:g}-"
+            f"{fill.stop_pct:g} %, alarms below {self.low_level_pct:g} % / above "
+            f"{self.high_level_pct:g} %"
+        )
+
+
+class TubeStoreConfig(DeviceBase):
+    """A robotic -80 °C tube store over OPC UA (docs/store-opcua.md).
+
+    Its towers, shelves and racks are the store's business: the daemon learns them from the
+    store's inventory. Telemetry: chamber_temperature_c, pick_chamber_temperature_c,
+    state_code (0 Idle, 1 Busy, 2 Faulted, 3 Maintenance), door_open (0/1), fault_code.
+    """
+
+    kind: Literal["tube_store"]
+    driver: OpcUaConfig = Field(description="The store's OPC UA server.")
+    simulation: StoreSimulation | None = Field(
+        default=None, description="Present when `simulators run` serves this device."
+    )
+
+    def read_budget_s(self) -> float:
+        # Reads return the latest subscribed values; a connect takes up to three timeouts.
+        return self.driver.timeout_s * 3
+
+    def describe(self) -> str:
+        link = self.driver
+        security = (
+            f"Basic256Sha256 {link.security.mode}" if link.security is not None else "no security"
+        )
+        return (
+            f"tube_store on opcua {link.url} ({security}), values chamber_temperature_c, "
+            "pick_chamber_temperature_c, state_code, door_open, fault_code"
+        )
+
+
+class TubePickerConfig(DeviceBase):
+    """The tube picker's motion controller: an XY gantry with Z, a gripper and a barcode reader
+    on a framed serial link (docs/firmware-protocol.md)."""
+
+    kind: Literal["tube_picker"]
+    driver: FirmwareSerialConfig = Field(description="The controller's serial link.")
+    motion: MotionConfig | None = Field(
+        default=None,
+        description="Speeds, accelerations and pick/place/scan times, sent to the controller "
+        "after every connect; the firmware's own settings when unset.",
+    )
+    simulation: PickerSimulation | None = Field(
+        default=None, description="Present when `simulators run` serves this device."
+    )
+
+    def read_budget_s(self) -> float:
+        # A read reports the latest heartbeat; only a reconnect (hello, set_motion) waits.
+        return self.driver.timeout_s * (self.driver.retries + 1) * 2 + 2.0
+
+    def describe(self) -> str:
+        link = self.driver
+        return (
+            f"tube_picker on firmware_serial {link.port} {link.baudrate}, values x_mm, y_mm, "
+            "z_mm, holding, homed, moving, estop"
+        )
+
+
+#: Every device kind; a new kind adds its model here (and its driver in controllerd.supervisor).
+DEVICE_KINDS: tuple[type[DeviceBase], ...] = (
+    UltFreezerConfig,
+    ProbeConfig,
+    Ln2TankConfig,
+    TubeStoreConfig,
+    TubePickerConfig,
+)
+
+DeviceConfig = Annotated[
+    UltFreezerConfig | ProbeConfig | Ln2TankConfig | TubeStoreConfig | TubePickerConfig,
+    Field(discriminator="kind"),
+]
 
 
 class Config(Strict):
@@ -189,6 +304,7 @@ def _cross_device_problems(devices: Sequence[DeviceConfig]) -> list[str]:
                     f"from devices[{other[0]}] (baudrate, parity, stopbits, bytesize "
                     "must agree on one line)"
                 )
+    problems += _ln2_line_problems(devices, modbus_ports=set(lines))
     ids = set(first_index)
     for index, dev in enumerate(devices):
         sim = getattr(dev, "simulation", None)
@@ -199,6 +315,37 @@ def _cross_device_problems(devices: Sequence[DeviceConfig]) -> list[str]:
                     f"devices[{index}].simulation.follows: '{sim.follows}' is not a "
                     "ult_freezer in this file"
                 )
+    return problems
+
+
+def _ln2_line_problems(devices: Sequence[DeviceConfig], *, modbus_ports: set[str]) -> list[str]:
+    """LN2 controllers sharing a line: distinct addresses, one set of line settings, no Modbus."""
+    problems: list[str] = []
+    lines: dict[str, tuple[int, Ln2SerialConfig]] = {}
+    addresses: dict[tuple[str, int], int] = {}
+    for index, dev in enumerate(devices):
+        if not isinstance(dev, Ln2TankConfig):
+            continue
+        link = dev.driver
+        key = (link.link_key, link.address)
+        if key in addresses:
+            problems.append(
+                f"devices[{index}].driver.address: address {link.address} on {link.port} "
+                f"is also devices[{addresses[key]}]"
+            )
+        addresses.setdefault(key, index)
+        other = lines.setdefault(link.link_key, (index, link))
+        if other[1].line_settings != link.line_settings:
+            problems.append(
+                f"devices[{index}].driver: line settings on {link.port} differ from "
+                f"devices[{other[0]}] (baudrate, parity, stopbits, bytesize, gap_s must agree "
+                "on one line)"
+            )
+        if link.port in modbus_ports:
+            problems.append(
+                f"devices[{index}].driver.port: {link.port} is a Modbus RTU line; one line "
+                "carries one protocol"
+            )
     return problems
 
 

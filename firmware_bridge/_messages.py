@@ -207,9 +207,7 @@ def check_args(op: str, args: Mapping[str, Any], model: type[_Args]) -> _Args:
 def encode_message(message: Message) -> bytes:
     """The msgpack payload of a message; MessageError when it is not a valid message."""
     decode_message_args(message.op, message.args)
-    packed: bytes = msgpack.packb(
-        {"op": message.op, "args": dict(message.args)}, use_bin_type=True
-    )
+    packed: bytes = msgpack.packb({"op": message.op, "args": dict(message.args)}, use_bin_type=True)
     return packed
 
 
@@ -229,7 +227,6 @@ def decode_message(payload: bytes) -> Message:
             payload,
             raw=False,
             strict_map_key=True,
-            max_buffer_size=len(payload) + 1,
         )
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise MessageError(f"payload is not msgpack: {exc}") from exc
