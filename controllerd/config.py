@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from controllerd._config_base import DeviceBase, Strict, check_id
+from controllerd.notify._config import EscalationSection, NotifierConfig, check_notifier_refs
 from controllerd.sim_config import (
     FreezerSimulation,
     Ln2Simulation,
@@ -34,6 +35,9 @@ class ControllerSection(Strict):
     site: str = Field(description="Site id: the second MQTT topic level.")
     id: str = Field(description="Controller (room) id: the third MQTT topic level.")
     state_dir: Path = Field(description="Durable state (SQLite outbox, alarms, specimen map).")
+    heartbeat_s: float = Field(
+        default=10.0, gt=0, le=300, description="Period of BASE/heartbeat (the sentinel's sign)."
+    )
 
     _site = field_validator("site", "id")(check_id)
 
@@ -66,6 +70,19 @@ class MqttSection(Strict):
         if self.password_file is not None and self.username is None:
             raise ValueError("password_file needs username")
         return self
+
+
+Permission = Literal["ack", "shelve", "fill", "pick", "cancel"]
+
+
+class OperatorConfig(Strict):
+    """`[[operators]]`: who may command what (`BASE/cmd/...`, see docs/mqtt.md)."""
+
+    id: str = Field(description="The `operator` field of a command.")
+    name: str = Field(default="", description="Full name, for the audit log.")
+    roles: tuple[Permission, ...] = Field(description="What this operator may do.")
+
+    _id = field_validator("id")(check_id)
 
 
 class LoggingSection(Strict):
@@ -258,10 +275,25 @@ class Config(Strict):
         default=None, description="Only for simulated rooms: read by `simulators run`."
     )
     devices: tuple[DeviceConfig, ...] = Field(default=(), description="The room's devices.")
+    operators: tuple[OperatorConfig, ...] = Field(
+        default=(), description="Who may command what; commands from others are refused."
+    )
+    notifiers: tuple[NotifierConfig, ...] = Field(
+        default=(), description="How alarms reach people (docs/alarms.md)."
+    )
+    escalation: EscalationSection = Field(
+        default_factory=EscalationSection, description="The call tree."
+    )
 
     @model_validator(mode="after")
     def _check_devices(self) -> Config:
         problems = _cross_device_problems(self.devices)
+        problems += check_notifier_refs(self.notifiers, self.escalation)
+        seen: set[str] = set()
+        for index, op in enumerate(self.operators):
+            if op.id in seen:
+                problems.append(f"operators[{index}].id: duplicate operator '{op.id}'")
+            seen.add(op.id)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -360,7 +392,7 @@ class ConfigError(Exception):
 
 #: Discriminated-union branch names: pydantic puts them in error locations, TOML has no such level.
 _UNION_TAGS = frozenset(
-    {"ult_freezer", "probe", "modbus_tcp", "modbus_rtu"}
+    {"ult_freezer", "probe", "modbus_tcp", "modbus_rtu", "apprise", "mqtt", "exec"}
     | {str(t) for m in DEVICE_KINDS for t in get_args(m.model_fields["kind"].annotation)}
 )
 
@@ -385,12 +417,17 @@ def _format_errors(exc: ValidationError) -> list[str]:
         if (
             err["type"] == "value_error"
             and ": " in message
-            and message.split(": ")[0].startswith(("devices[", "registers"))
+            and message.split(": ")[0].startswith(
+                ("devices[", "registers", "notifiers[", "escalation.", "operators[")
+            )
         ):
             # Cross-field validators already name their own paths; keep them relative to `path`.
             for part in message.split("; "):
                 problems.append(
-                    f"{path}.{part}" if path and not part.startswith("devices[") else part
+                    f"{path}.{part}"
+                    if path
+                    and not part.startswith(("devices[", "notifiers[", "escalation.", "operators["))
+                    else part
                 )
             continue
         if err["type"] in ("union_tag_not_found", "union_tag_invalid"):

@@ -15,13 +15,25 @@ from typing import Self
 
 import structlog
 
-from controllerd.config import Config, DeviceConfig, ProbeConfig, UltFreezerConfig
+from controllerd.config import (
+    Config,
+    DeviceConfig,
+    Ln2TankConfig,
+    ProbeConfig,
+    TubeStoreConfig,
+    UltFreezerConfig,
+)
+from controllerd.ln2 import Ln2Tank
 from controllerd.mqtt import MqttConnection
 from controllerd.poller import DevicePoller
 from controllerd.sdnotify import SystemdNotifier
+from controllerd.store import TubeStore
 from controllerd.topics import Topics
 from drivers import Driver
+from drivers.ln2.client import Ln2Driver, ln2_line
 from drivers.modbus_client import ModbusDriver, ModbusLinks
+from drivers.opcua import OpcUaStoreDriver
+from drivers.serial_line import SerialLines
 
 _log = structlog.get_logger("controllerd.supervisor")
 
@@ -29,8 +41,17 @@ _log = structlog.get_logger("controllerd.supervisor")
 STARTUP_WAIT_S = 10.0
 
 
-def build_driver(device: DeviceConfig, links: ModbusLinks) -> Driver:
+def build_driver(
+    device: DeviceConfig, links: ModbusLinks, *, serial_lines: SerialLines | None = None
+) -> Driver:
     """The driver for a device's kind and link (one branch per driver family)."""
+    if isinstance(device, Ln2TankConfig):
+        if serial_lines is None:
+            raise TypeError("an ln2_tank needs the daemon's serial line pool")
+        driver = Ln2Driver(
+            device_id=device.id, link=ln2_line(serial_lines, device.driver), config=device.driver
+        )
+        return Ln2Tank(config=device, driver=driver)
     if isinstance(device, UltFreezerConfig | ProbeConfig):
         return ModbusDriver(
             device_id=device.id,
@@ -38,6 +59,8 @@ def build_driver(device: DeviceConfig, links: ModbusLinks) -> Driver:
             unit_id=device.driver.unit_id,
             registers=device.registers,
         )
+    if isinstance(device, TubeStoreConfig):
+        return OpcUaStoreDriver(device_id=device.id, config=device.driver)
     raise TypeError(f"no driver for device kind {device.kind!r}")
 
 
@@ -54,6 +77,10 @@ class Supervisor:
         self._task_group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.pollers: list[DevicePoller] = []
+        #: the room's tube stores by device id (their methods, for the pick jobs)
+        self.stores: dict[str, TubeStore] = {}
+        #: the room's LN2 tanks by device id (for `controllerd.ln2.apply_fill`)
+        self.tanks: dict[str, Ln2Tank] = {}
         self.mqtt: MqttConnection | None = None
         self._status_line = ""
 
@@ -62,14 +89,23 @@ class Supervisor:
         cfg.controller.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             links = await self._exit.enter_async_context(ModbusLinks())
+            serial_lines = await self._exit.enter_async_context(SerialLines())
             self.mqtt = await self._exit.enter_async_context(
                 MqttConnection(config=cfg, topics=self.topics)
             )
             self._task_group = await self._exit.enter_async_context(asyncio.TaskGroup())
             for device in cfg.devices:
+                driver = build_driver(device, links, serial_lines=serial_lines)
+                if isinstance(driver, Ln2Tank):
+                    self.tanks[device.id] = driver
+                if isinstance(driver, OpcUaStoreDriver) and isinstance(device, TubeStoreConfig):
+                    # The store owns its session task and keeps the specimen map loaded.
+                    self.stores[device.id] = await self._exit.enter_async_context(
+                        TubeStore(device=device, driver=driver, state_dir=cfg.controller.state_dir)
+                    )
                 poller = DevicePoller(
                     device=device,
-                    driver=build_driver(device, links),
+                    driver=driver,
                     mqtt=self.mqtt,
                     topics=self.topics,
                 )

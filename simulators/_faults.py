@@ -36,12 +36,24 @@ FAULTS: Mapping[str, str] = {
     "sensor_open": "temperature_c reads its open-circuit fault code",
     "compressor_fail": "freezer: the compressor stops cooling",
     "door_open": "freezer: the door is open",
+    # LN2 tanks (simulators/ln2): see docs/simulators.md.
+    "supply_empty": "ln2 tank: fills raise nothing",
+    "valve_stuck": "ln2 tank: the fill valve stays open (the fill never stops)",
+    "lid_open": "ln2 tank: the lid is open (faster boil-off, warmer vapour)",
+    "thermocouple_open": "ln2 tank: temperature A reads OPEN",
+    "noise": "ln2 tank: its replies lose and gain random bytes on the line",
 }
 
 #: Which faults each device kind supports.
 FAULTS_BY_KIND: Mapping[str, frozenset[str]] = {
-    "ult_freezer": frozenset(FAULTS),
+    "ult_freezer": frozenset(
+        {"disconnect", "garbage", "stuck", "power_fail", "sensor_open"}
+        | {"compressor_fail", "door_open"}
+    ),
     "probe": frozenset({"disconnect", "garbage", "stuck", "power_fail", "sensor_open"}),
+    "ln2_tank": frozenset(
+        {"disconnect", "supply_empty", "valve_stuck", "lid_open", "thermocouple_open", "noise"}
+    ),
 }
 
 #: Faults that make a device stop answering altogether.

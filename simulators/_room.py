@@ -30,6 +30,7 @@ from simulators._control import ControlServer
 from simulators._device import SimulatedDevice
 from simulators._errors import FaultError, ScenarioError, SimulatorError
 from simulators._scenario import Scenario, load_scenario, run_scenario
+from simulators.ln2 import Ln2Fleet
 from simulators.modbus._server import ModbusRtuLine, ModbusTcpServer
 from simulators.physics import FreezerModel, ProbeModel
 
@@ -54,7 +55,7 @@ class Endpoint:
         """`freezer-1 tcp 127.0.0.1:15021` or `probe-1 rtu /tmp/line unit 1`."""
         if self.transport == "tcp":
             return f"{self.device} tcp {self.address}"
-        return f"{self.device} rtu {self.address} unit {self.unit_id}"
+        return f"{self.device} {self.transport} {self.address} unit {self.unit_id}"
 
 
 def _build_devices(config: Config, section: SimulatorSection) -> dict[str, SimulatedDevice]:
@@ -112,7 +113,8 @@ class SimulatedRoom:
             raise SimulatorError(f"speed must be positive, got {self.speed}")
         self.control_socket = control_socket or self.section.control_socket
         self.devices = _build_devices(config, self.section)
-        if not self.devices:
+        self.tanks = Ln2Fleet.from_config(config, self.section)
+        if not self.devices and not self.tanks:
             raise SimulatorError("no device in the config has a simulation block")
         self.scenario: Scenario | None = None
         if scenario and self.section.scenario is not None:
@@ -133,7 +135,7 @@ class SimulatedRoom:
     def _check_scenario(self, scenario: Scenario, source: str) -> None:
         problems = []
         for index, step in enumerate(scenario.steps):
-            device = self.devices.get(step.device)
+            device = self.devices.get(step.device) or self.tanks.get(step.device)
             if device is None:
                 problems.append(f"steps[{index}].device: '{step.device}' is not simulated")
                 continue
@@ -154,6 +156,8 @@ class SimulatedRoom:
                 result.append(Endpoint(device.id, "tcp", f"127.0.0.1:{link.port}", link.unit_id))
             else:
                 result.append(Endpoint(device.id, "rtu", link.port, link.unit_id))
+        for tank in self.tanks.tanks.values():
+            result.append(Endpoint(tank.id, "ln2", tank.port, tank.address))
         return result
 
     def ready_line(self) -> str:
@@ -189,6 +193,7 @@ class SimulatedRoom:
             for path, units in rtu.items():
                 line = ModbusRtuLine(path=Path(path), devices=units, silence_s=silence[path])
                 self.rtu_lines.append(await stack.enter_async_context(line))
+            await stack.enter_async_context(self.tanks)
             await stack.enter_async_context(ControlServer(path=self.control_socket, target=self))
             self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
             self.clock = SimClock(speed=self.speed)
@@ -238,6 +243,7 @@ class SimulatedRoom:
             for device in self.devices.values():
                 if isinstance(device.model, ProbeModel):
                     device.model.step(STEP_S)
+            self.tanks.step(STEP_S)
             self._stepped_s += STEP_S
 
     async def _physics(self) -> None:
@@ -250,10 +256,11 @@ class SimulatedRoom:
 
     async def inject(self, device: str, fault: str, *, clear: bool = False) -> None:
         """Inject (or clear) a fault; FaultError when the device or fault is not possible."""
-        target = self.devices.get(device)
+        target = self.devices.get(device) or self.tanks.get(device)
         if target is None:
+            known = [*self.devices, *self.tanks.tanks]
             raise FaultError(
-                f"no simulated device '{device}' (simulated: {', '.join(self.devices)})",
+                f"no simulated device '{device}' (simulated: {', '.join(known)})",
                 device=device,
                 fault=fault,
             )
@@ -273,5 +280,6 @@ class SimulatedRoom:
         return {
             "sim_time_s": round(self.clock.now(), 3),
             "speed": self.speed,
-            "devices": {device.id: device.state() for device in self.devices.values()},
+            "devices": {device.id: device.state() for device in self.devices.values()}
+            | self.tanks.status(),
         }
