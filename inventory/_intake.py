@@ -50,21 +50,22 @@ def _summarise(exc: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def parse(payload: bytes) -> Parsed | tuple[str, str]:
-    """A valid, correctly hashed event, or `(kind, reason)` saying why not."""
+def parse(payload: bytes) -> Parsed | tuple[str, str, MovementEvent | None]:
+    """A valid, correctly hashed event, or `(kind, reason, event if it parsed)` saying why not."""
     try:
         raw = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        return "malformed", f"not UTF-8 JSON: {exc}"
+        return "malformed", f"not UTF-8 JSON: {exc}", None
     if not isinstance(raw, dict):
-        return "malformed", f"not a JSON object but {type(raw).__name__}"
+        return "malformed", f"not a JSON object but {type(raw).__name__}", None
     try:
         event = MovementEvent.model_validate(raw)
     except ValidationError as exc:
-        return "invalid", f"schema: {_summarise(exc)}"
+        return "invalid", f"schema: {_summarise(exc)}", None
     computed = event_hash(raw)
     if computed != event.hash:
-        return "hash", f"hash mismatch: the event hashes to {computed}, it says {event.hash}"
+        reason = f"hash mismatch: the event hashes to {computed}, it says {event.hash}"
+        return "hash", reason, event
     return Parsed(raw=raw, event=event)
 
 
@@ -125,8 +126,8 @@ class Intake:
         """
         result = parse(payload)
         if not isinstance(result, Parsed):
-            kind, reason = result
-            return self._quarantine(controller, payload, kind, reason)
+            kind, reason, unsound = result
+            return self._quarantine(controller, payload, kind, reason, unsound)
         event = result.event
         event_id = result.event_id
         stored_hash = known.get(event_id) or self._batch_ids.get(event_id)
@@ -180,7 +181,7 @@ class Intake:
         payload: bytes,
         kind: str,
         reason: str,
-        parsed: Parsed | None = None,
+        parsed: Parsed | MovementEvent | None = None,
         *,
         hold: bool = False,
     ) -> tuple[Outcome, str]:
@@ -188,6 +189,7 @@ class Intake:
         outcome: Outcome = "held" if hold else "quarantined"
         if digest in self._digests:
             return outcome, reason  # the same bytes again (a republish): one entry is enough
+        event = parsed.event if isinstance(parsed, Parsed) else parsed
         entry = QuarantineEntry(
             controller=controller,
             received_at=utc_now(),
@@ -195,13 +197,13 @@ class Intake:
             reason=reason,
             payload=payload.decode("utf-8", errors="replace"),
             digest=digest,
-            seq=parsed.event.seq if parsed is not None else None,
-            event_id=parsed.event_id if parsed is not None else None,
+            seq=event.seq if event is not None else None,
+            event_id=str(event.event_id) if event is not None else None,
         )
         self._batch.quarantined.append(entry)
         self._digests.add(digest)
         self.open_count += 1
-        if hold and parsed is not None:
+        if hold and isinstance(parsed, Parsed):
             self._held.setdefault(controller, {}).setdefault(parsed.event.seq, (entry, parsed))
         return outcome, reason
 

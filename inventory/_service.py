@@ -159,12 +159,13 @@ class Inventory:
 
     async def _run(self) -> None:
         while True:
+            # The per-connection task group raises groups; a failing connect raises bare errors.
             try:
                 await self._session()
-            except (aiomqtt.MqttError, OSError) as exc:
-                self._retry_later("broker unreachable", exc)
-            except StoreError as exc:
-                self._retry_later("store failed", exc)
+            except* (aiomqtt.MqttError, OSError) as group:
+                self._retry_later("broker unreachable", group.exceptions[0])
+            except* StoreError as group:
+                self._retry_later("store failed", group.exceptions[0])
             finally:
                 self._client = None
                 self._busy_since = None

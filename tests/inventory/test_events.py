@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 
 import pytest
@@ -51,7 +52,7 @@ def test_seal_hashes_exactly_what_is_sent() -> None:
 def test_chain_links() -> None:
     chain = make_chain("room-1", 5)
     assert chain[0].prev_hash == GENESIS_PREV_HASH
-    for before, after in zip(chain, chain[1:], strict=False):
+    for before, after in itertools.pairwise(chain):
         assert after.prev_hash == before.hash
         assert after.seq == before.seq + 1
 

@@ -29,7 +29,9 @@ def test_in_order_events_are_stored_and_duplicates_ignored() -> None:
     assert [e.seq for e in batch.events] == [1, 2, 3]
     assert intake.heads["c1"] == Head(seq=3, hash=chain[2].hash)
     batch = intake.begin()
-    outcome, _ = intake.offer("c1", chain[1].to_json(), known={str(chain[1].event_id): chain[1].hash})
+    outcome, _ = intake.offer(
+        "c1", chain[1].to_json(), known={str(chain[1].event_id): chain[1].hash}
+    )
     assert outcome == "duplicate"
     assert not batch
 
@@ -43,7 +45,11 @@ def test_bad_messages_are_quarantined_with_their_reason() -> None:
     outcome, reason = intake.offer("c1", _tampered(chain[0], operator="mallory"), known={})
     assert (outcome, reason.split(":")[0]) == ("quarantined", "hash mismatch")
     kinds = [(entry.kind, entry.reason.split(":")[0]) for entry in batch.quarantined]
-    assert kinds == [("malformed", "not UTF-8 JSON"), ("invalid", "schema"), ("hash", "hash mismatch")]
+    assert kinds == [
+        ("malformed", "not UTF-8 JSON"),
+        ("invalid", "schema"),
+        ("hash", "hash mismatch"),
+    ]
     assert not batch.events
     assert intake.open_count == 3
     # The same bad bytes again (a republish) make no second entry.
