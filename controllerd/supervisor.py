@@ -15,11 +15,15 @@ from typing import Self
 
 import structlog
 
+from controllerd._time import utc_now
+from controllerd.alarms.service import AlarmService
+from controllerd.commands import CommandRouter
 from controllerd.config import (
     Config,
     DeviceConfig,
     Ln2TankConfig,
     ProbeConfig,
+    TubePickerConfig,
     TubeStoreConfig,
     UltFreezerConfig,
 )
@@ -27,13 +31,15 @@ from controllerd.ln2 import Ln2Tank
 from controllerd.mqtt import MqttConnection
 from controllerd.poller import DevicePoller
 from controllerd.sdnotify import SystemdNotifier
+from controllerd.statedb import StateDb
 from controllerd.store import TubeStore
-from controllerd.topics import Topics
+from controllerd.topics import HeartbeatPayload, Topics
 from drivers import Driver
 from drivers.ln2.client import Ln2Driver, ln2_line
 from drivers.modbus_client import ModbusDriver, ModbusLinks
 from drivers.opcua import OpcUaStoreDriver
 from drivers.serial_line import SerialLines
+from firmware_bridge import PickerDriver
 
 _log = structlog.get_logger("controllerd.supervisor")
 
@@ -61,6 +67,8 @@ def build_driver(
         )
     if isinstance(device, TubeStoreConfig):
         return OpcUaStoreDriver(device_id=device.id, config=device.driver)
+    if isinstance(device, TubePickerConfig):
+        return PickerDriver(device_id=device.id, config=device.driver, motion=device.motion)
     raise TypeError(f"no driver for device kind {device.kind!r}")
 
 
@@ -81,7 +89,12 @@ class Supervisor:
         self.stores: dict[str, TubeStore] = {}
         #: the room's LN2 tanks by device id (for `controllerd.ln2.apply_fill`)
         self.tanks: dict[str, Ln2Tank] = {}
+        #: the room's tube pickers by device id (`.motion` is their API, for the pick jobs)
+        self.pickers: dict[str, PickerDriver] = {}
         self.mqtt: MqttConnection | None = None
+        self.db: StateDb | None = None
+        self.commands: CommandRouter | None = None
+        self.alarms: AlarmService
         self._status_line = ""
 
     async def __aenter__(self) -> Self:
@@ -90,14 +103,25 @@ class Supervisor:
         try:
             links = await self._exit.enter_async_context(ModbusLinks())
             serial_lines = await self._exit.enter_async_context(SerialLines())
-            self.mqtt = await self._exit.enter_async_context(
-                MqttConnection(config=cfg, topics=self.topics)
+            self.db = await self._exit.enter_async_context(
+                StateDb(path=cfg.controller.state_dir / "controllerd.db")
             )
+            mqtt = MqttConnection(config=cfg, topics=self.topics)
+            self.commands = CommandRouter(operators=cfg.operators, db=self.db, reply=mqtt.reply)
+            mqtt.subscribe(self.topics.commands, self.commands.handle)
+            self.alarms = AlarmService(
+                config=cfg, mqtt=mqtt, topics=self.topics, db=self.db, commands=self.commands
+            )
+            self.mqtt = await self._exit.enter_async_context(mqtt)
+            await self._exit.enter_async_context(self.alarms)
             self._task_group = await self._exit.enter_async_context(asyncio.TaskGroup())
             for device in cfg.devices:
                 driver = build_driver(device, links, serial_lines=serial_lines)
                 if isinstance(driver, Ln2Tank):
                     self.tanks[device.id] = driver
+                if isinstance(driver, PickerDriver):
+                    # The picker's link owns its heartbeat task; closing it stops any motion.
+                    self.pickers[device.id] = await self._exit.enter_async_context(driver)
                 if isinstance(driver, OpcUaStoreDriver) and isinstance(device, TubeStoreConfig):
                     # The store owns its session task and keeps the specimen map loaded.
                     self.stores[device.id] = await self._exit.enter_async_context(
@@ -108,12 +132,14 @@ class Supervisor:
                     driver=driver,
                     mqtt=self.mqtt,
                     topics=self.topics,
+                    alarms=self.alarms.engine,
                 )
                 self.pollers.append(poller)
                 self._tasks.append(
                     self._task_group.create_task(poller.run(), name=f"poll-{device.id}")
                 )
             self._tasks.append(self._task_group.create_task(self._watch(), name="watchdog"))
+            self._tasks.append(self._task_group.create_task(self._heartbeat(), name="heartbeat"))
             await self._startup()
         except BaseException:
             await self._shutdown()
@@ -153,6 +179,24 @@ class Supervisor:
         up = sum(1 for p in self.pollers if p.connected)
         broker = "broker connected" if self.mqtt and self.mqtt.connected else "broker down"
         return f"{up}/{len(self.pollers)} devices connected, {broker}"
+
+    async def _heartbeat(self) -> None:
+        """`BASE/heartbeat`: the sentinel pages when these stop (a hung or dead daemon)."""
+        assert self.mqtt is not None
+        seq = 0
+        while True:
+            seq += 1
+            stalled = self.stalled_pollers()
+            if not stalled:  # a hung poll loop must look as dead to the sentinel as it is
+                payload = HeartbeatPayload(
+                    ts=utc_now(),
+                    seq=seq,
+                    devices_connected=sum(1 for p in self.pollers if p.connected),
+                    devices=len(self.pollers),
+                    alarms_active=self.alarms.engine.active_count(),
+                )
+                await self.mqtt.publish(self.topics.heartbeat, payload.to_json())
+            await asyncio.sleep(self._config.controller.heartbeat_s)
 
     def stalled_pollers(self) -> list[str]:
         """Poll loops that have not completed a cycle for far longer than they should."""

@@ -13,6 +13,12 @@
 |                 |             | of its `fault_codes` (refused when it has none)         |
 | compressor_fail | ult_freezer | no cooling; `compressor_on` reads 0; `alarm_bits` bit 2 |
 | door_open       | ult_freezer | the cabinet warms fast; `door_open` reads 1; bit 1      |
+| door_open       | tube_store  | door open: Maintenance, robot pauses, chambers warm     |
+| robot_jam       | tube_store  | the running (or next) operation fails: Faulted until    |
+|                 |             | the jam is cleared and Reset is called                  |
+| chamber_warm    | tube_store  | refrigeration fails: both chambers warm toward the room |
+| restart         | tube_store  | the OPC UA server restarts at once (one-shot)           |
+| disconnect      | tube_store  | the OPC UA server stops until cleared; the robot works  |
 
 Injecting a fault twice, or clearing one that is not active, changes nothing. Not modelled:
 partial answers on a TCP stream, slow answers, or a TCP peer that stops acknowledging (a
@@ -27,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from drivers.modbus import RegisterSpec
 from simulators._errors import FaultError
 from simulators.modbus._framing import ExceptionCode, encode_exception
+from simulators.picker._server import FAULTS as PICKER_FAULTS
 
 FAULTS: Mapping[str, str] = {
     "disconnect": "stops answering (TCP: closes connections and stops listening)",
@@ -35,13 +42,19 @@ FAULTS: Mapping[str, str] = {
     "power_fail": "silent; a freezer also stops cooling",
     "sensor_open": "temperature_c reads its open-circuit fault code",
     "compressor_fail": "freezer: the compressor stops cooling",
-    "door_open": "freezer: the door is open",
+    "door_open": "freezer: the door is open; tube store: the door is open (Maintenance)",
+    # Tube stores (simulators/store): see docs/simulators.md.
+    "robot_jam": "tube store: the running operation fails, Faulted until Reset",
+    "chamber_warm": "tube store: refrigeration fails, both chambers warm",
+    "restart": "tube store: the OPC UA server restarts (sessions and subscriptions lost)",
     # LN2 tanks (simulators/ln2): see docs/simulators.md.
     "supply_empty": "ln2 tank: fills raise nothing",
     "valve_stuck": "ln2 tank: the fill valve stays open (the fill never stops)",
     "lid_open": "ln2 tank: the lid is open (faster boil-off, warmer vapour)",
     "thermocouple_open": "ln2 tank: temperature A reads OPEN",
     "noise": "ln2 tank: its replies lose and gain random bytes on the line",
+    # Tube pickers (simulators/picker): see docs/simulators.md.
+    **{name: f"tube picker: {text}" for name, text in PICKER_FAULTS.items()},
 }
 
 #: Which faults each device kind supports.
@@ -51,9 +64,11 @@ FAULTS_BY_KIND: Mapping[str, frozenset[str]] = {
         | {"compressor_fail", "door_open"}
     ),
     "probe": frozenset({"disconnect", "garbage", "stuck", "power_fail", "sensor_open"}),
+    "tube_store": frozenset({"disconnect", "restart", "robot_jam", "door_open", "chamber_warm"}),
     "ln2_tank": frozenset(
         {"disconnect", "supply_empty", "valve_stuck", "lid_open", "thermocouple_open", "noise"}
     ),
+    "tube_picker": frozenset(PICKER_FAULTS),
 }
 
 #: Faults that make a device stop answering altogether.

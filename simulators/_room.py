@@ -30,9 +30,12 @@ from simulators._control import ControlServer
 from simulators._device import SimulatedDevice
 from simulators._errors import FaultError, ScenarioError, SimulatorError
 from simulators._scenario import Scenario, load_scenario, run_scenario
+from simulators._station import PickStation, default_station
 from simulators.ln2 import Ln2Fleet
 from simulators.modbus._server import ModbusRtuLine, ModbusTcpServer
 from simulators.physics import FreezerModel, ProbeModel
+from simulators.picker import PickerFleet
+from simulators.store import StoreFleet
 
 _log = structlog.get_logger("simulators")
 
@@ -53,7 +56,9 @@ class Endpoint:
 
     def describe(self) -> str:
         """`freezer-1 tcp 127.0.0.1:15021` or `probe-1 rtu /tmp/line unit 1`."""
-        if self.transport == "tcp":
+        if self.transport == "firmware_serial":
+            return f"{self.device} firmware_serial {self.address}"
+        if self.transport in ("tcp", "opcua"):
             return f"{self.device} tcp {self.address}"
         return f"{self.device} {self.transport} {self.address} unit {self.unit_id}"
 
@@ -114,7 +119,19 @@ class SimulatedRoom:
         self.control_socket = control_socket or self.section.control_socket
         self.devices = _build_devices(config, self.section)
         self.tanks = Ln2Fleet.from_config(config, self.section)
-        if not self.devices and not self.tanks:
+        #: the pick station the stores fill and the picker works on
+        self.station: PickStation = default_station()
+        self.stores = StoreFleet.from_config(
+            config,
+            self.section,
+            station=self.station,
+            now=lambda: self.clock.now(),
+            config_dir=config_dir,
+        )
+        self.pickers = PickerFleet.from_config(
+            config, self.section, station=self.station, clock=lambda: self.clock
+        )
+        if not self.devices and not self.tanks and not self.stores and not self.pickers:
             raise SimulatorError("no device in the config has a simulation block")
         self.scenario: Scenario | None = None
         if scenario and self.section.scenario is not None:
@@ -135,7 +152,12 @@ class SimulatedRoom:
     def _check_scenario(self, scenario: Scenario, source: str) -> None:
         problems = []
         for index, step in enumerate(scenario.steps):
-            device = self.devices.get(step.device) or self.tanks.get(step.device)
+            device = (
+                self.devices.get(step.device)
+                or self.tanks.get(step.device)
+                or self.stores.get(step.device)
+                or self.pickers.get(step.device)
+            )
             if device is None:
                 problems.append(f"steps[{index}].device: '{step.device}' is not simulated")
                 continue
@@ -158,6 +180,10 @@ class SimulatedRoom:
                 result.append(Endpoint(device.id, "rtu", link.port, link.unit_id))
         for tank in self.tanks.tanks.values():
             result.append(Endpoint(tank.id, "ln2", tank.port, tank.address))
+        for store in self.stores.stores.values():
+            result.append(Endpoint(store.id, "opcua", store.url, 0))
+        for picker in self.pickers.pickers.values():
+            result.append(Endpoint(picker.id, "firmware_serial", str(picker.path), 0))
         return result
 
     def ready_line(self) -> str:
@@ -194,6 +220,8 @@ class SimulatedRoom:
                 line = ModbusRtuLine(path=Path(path), devices=units, silence_s=silence[path])
                 self.rtu_lines.append(await stack.enter_async_context(line))
             await stack.enter_async_context(self.tanks)
+            await stack.enter_async_context(self.stores)
+            await stack.enter_async_context(self.pickers)
             await stack.enter_async_context(ControlServer(path=self.control_socket, target=self))
             self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
             self.clock = SimClock(speed=self.speed)
@@ -256,9 +284,19 @@ class SimulatedRoom:
 
     async def inject(self, device: str, fault: str, *, clear: bool = False) -> None:
         """Inject (or clear) a fault; FaultError when the device or fault is not possible."""
-        target = self.devices.get(device) or self.tanks.get(device)
+        store = self.stores.get(device)
+        if store is not None:
+            if await store.inject(fault, clear=clear):
+                _log.info(
+                    "fault cleared" if clear else "fault injected",
+                    device=device,
+                    fault=fault,
+                    sim_time_s=round(self.clock.now(), 1),
+                )
+            return
+        target = self.devices.get(device) or self.tanks.get(device) or self.pickers.get(device)
         if target is None:
-            known = [*self.devices, *self.tanks.tanks]
+            known = [*self.devices, *self.tanks.tanks, *self.stores.stores, *self.pickers.pickers]
             raise FaultError(
                 f"no simulated device '{device}' (simulated: {', '.join(known)})",
                 device=device,
@@ -281,5 +319,8 @@ class SimulatedRoom:
             "sim_time_s": round(self.clock.now(), 3),
             "speed": self.speed,
             "devices": {device.id: device.state() for device in self.devices.values()}
-            | self.tanks.status(),
+            | self.tanks.status()
+            | self.stores.status()
+            | self.pickers.status(),
+            "station": self.station.snapshot(),
         }

@@ -4,7 +4,8 @@
 `PickerModel` is its mechanics on the shared `PickStation`; `FAULTS` lists what can be injected.
 """
 
+from simulators.picker._fleet import PickerFleet
 from simulators.picker._model import PickerModel
 from simulators.picker._server import FAULTS, PickerSimulator
 
-__all__ = ["FAULTS", "PickerModel", "PickerSimulator"]
+__all__ = ["FAULTS", "PickerFleet", "PickerModel", "PickerSimulator"]

@@ -18,7 +18,7 @@ import os
 import random
 import tty
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -86,7 +86,7 @@ class PickerSimulator:
         device_id: str,
         path: Path,
         station: PickStation,
-        clock: SimClock,
+        clock: SimClock | Callable[[], SimClock],
         params: PickerSimulation,
         motion: MotionConfig | None = None,
         rng: random.Random | None = None,
@@ -94,7 +94,8 @@ class PickerSimulator:
         self.id = device_id
         self.path = path
         self.params = params
-        self.clock = clock
+        # The room replaces its clock when it starts serving, hence a callable too.
+        self._clock = clock
         self.model = PickerModel(
             station=station,
             motion=motion or MotionConfig(),
@@ -116,6 +117,11 @@ class PickerSimulator:
         self.frames_out = 0
         self.frames_dropped = 0
         self._log = _log.bind(device=device_id)
+
+    @property
+    def clock(self) -> SimClock:
+        """The simulated clock that times the motions."""
+        return self._clock if isinstance(self._clock, SimClock) else self._clock()
 
     # ------------------------------------------------------------------ lifecycle
 
