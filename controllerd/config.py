@@ -399,10 +399,10 @@ _UNION_TAGS = frozenset(
 
 def _toml_path(loc: Sequence[int | str]) -> str:
     path = ""
-    for part in loc:
+    for index, part in enumerate(loc):
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in _UNION_TAGS:
+        elif index > 0 and part in _UNION_TAGS:
             continue  # discriminated-union branch names are not part of the TOML path
         else:
             path += f".{part}" if path else str(part)
