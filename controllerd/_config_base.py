@@ -6,27 +6,12 @@ whatever else it needs; `controllerd.config` lists it in `DEVICE_KINDS` and the 
 
 from __future__ import annotations
 
-import re
+from pydantic import Field, field_validator
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from controllerd._strict import Strict, check_id
+from controllerd.alarms._rules import DeviceAlarms
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_ID_RULE = "lower-case letters, digits, '-' and '_', starting with a letter or digit"
-
-
-def check_id(value: str) -> str:
-    """An id that is safe as an MQTT topic level (pydantic validator)."""
-    if not _ID.match(value):
-        raise ValueError(
-            f"'{value}' is not a valid id ({_ID_RULE}; it becomes an MQTT topic level)"
-        )
-    return value
-
-
-class Strict(BaseModel):
-    """Every config model: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = ["DeviceBase", "Strict", "check_id"]
 
 
 class DeviceBase(Strict):
@@ -35,6 +20,10 @@ class DeviceBase(Strict):
     id: str = Field(description="Unique device id: an MQTT topic level.")
     name: str = Field(default="", description="Human description (location, model).")
     poll_interval_s: float = Field(default=5.0, ge=0.05, le=3600, description="Poll period.")
+    alarms: DeviceAlarms | None = Field(
+        default=None,
+        description="Alarm rules (docs/alarms.md); without it the kind's defaults apply.",
+    )
 
     _id = field_validator("id")(check_id)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -30,13 +32,28 @@ class _Track:
     changed_at: float
 
 
+class AlarmInput(Protocol):
+    """What the poller tells the alarm engine after every poll."""
+
+    def on_reading(self, device: str, reading: Reading, stale: Iterable[str] = ()) -> None: ...
+
+    def on_failure(self, device: str, error: str) -> None: ...
+
+
 class DevicePoller:
     """Polls one device through its driver and publishes what it learns."""
 
     def __init__(
-        self, *, device: DeviceConfig, driver: Driver, mqtt: Publisher, topics: Topics
+        self,
+        *,
+        device: DeviceConfig,
+        driver: Driver,
+        mqtt: Publisher,
+        topics: Topics,
+        alarms: AlarmInput | None = None,
     ) -> None:
         self.device = device
+        self._alarms = alarms
         self._driver = driver
         self._mqtt = mqtt
         self._topics = topics
@@ -95,6 +112,8 @@ class DevicePoller:
             stale=stale,
         )
         await self._mqtt.publish(self._topics.telemetry(self.device.id), payload.to_json())
+        if self._alarms is not None:
+            self._alarms.on_reading(self.device.id, reading, stale)
         if self.connected is not True:
             if self.connected is False:
                 self._log.info("device recovered", after_failures=self.failures)
@@ -112,6 +131,8 @@ class DevicePoller:
             self._log.debug("device still not answering", error=error, failures=self.failures)
         payload = TelemetryPayload(ts=utc_now(), values={}, quality="bad", error=error)
         await self._mqtt.publish(self._topics.telemetry(self.device.id), payload.to_json())
+        if self._alarms is not None:
+            self._alarms.on_failure(self.device.id, error)
         # The retained state keeps the error that started the outage: later errors of the same
         # outage (retry countdowns, refused reconnects) would rewrite the topic every poll.
         outage_error = self.error if self.connected is False and self.error else error

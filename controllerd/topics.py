@@ -28,6 +28,30 @@ class Topics:
     def telemetry(self, device: str) -> str:
         return f"{self.base}/devices/{device}/telemetry"
 
+    def alarm(self, alarm: str) -> str:
+        return f"{self.base}/alarms/{alarm}"
+
+    @property
+    def alarms(self) -> str:
+        """Filter of every alarm topic."""
+        return f"{self.base}/alarms/+"
+
+    @property
+    def pages(self) -> str:
+        return f"{self.base}/pages"
+
+    @property
+    def heartbeat(self) -> str:
+        return f"{self.base}/heartbeat"
+
+    def command(self, verb: str) -> str:
+        return f"{self.base}/cmd/{verb}"
+
+    @property
+    def commands(self) -> str:
+        """Filter of every command topic."""
+        return f"{self.base}/cmd/+"
+
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -74,3 +98,36 @@ class TelemetryPayload(_Payload):
         if self.error is not None:
             body["error"] = self.error
         return json.dumps(body, separators=(",", ":")).encode()
+
+
+AlarmStateName = Literal[
+    "normal", "unacked", "acked", "rtn_unacked", "shelved", "suppressed", "out_of_service"
+]
+
+
+class AlarmPayload(_Payload):
+    """Retained `BASE/alarms/{alarm}`, published on every change of the alarm."""
+
+    alarm: str
+    device: str
+    state: AlarmStateName
+    severity: str
+    active: bool
+    acked: bool
+    value: float | None
+    limit: float | None
+    message: str
+    since: str
+    occurrence: int
+    shelved_until: str | None = None
+    shelve_reason: str | None = None
+
+
+class HeartbeatPayload(_Payload):
+    """`BASE/heartbeat`, every `heartbeat_s`: the sentinel's sign of life."""
+
+    ts: str
+    seq: int
+    devices_connected: int
+    devices: int
+    alarms_active: int

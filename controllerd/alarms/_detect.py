@@ -1,0 +1,154 @@
+"""Condition detectors: a value stream in, a debounced condition (with its deadline) out.
+
+Pure and clock-agnostic: the caller passes `now` (monotonic seconds). A detector first decides
+the raw condition (limit with deadband, rate over a window, discrete value), then applies the
+on-delay and off-delay; `deadline()` says when the debounced condition may change without a new
+value, so the engine can wake exactly then instead of waiting for the next poll.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from controllerd.alarms._rules import DiscreteRule, LimitRule, RateRule
+
+
+class _Debounce:
+    """On/off delays around a raw condition."""
+
+    def __init__(self, *, on_delay_s: float, off_delay_s: float) -> None:
+        self._on_delay = on_delay_s
+        self._off_delay = off_delay_s
+        self.raw = False
+        self.active = False
+        self._raw_since = 0.0
+
+    def feed(self, raw: bool, now: float) -> None:
+        if raw != self.raw:
+            self.raw = raw
+            self._raw_since = now
+        self.tick(now)
+
+    def tick(self, now: float) -> None:
+        if self.raw != self.active:
+            delay = self._on_delay if self.raw else self._off_delay
+            if now - self._raw_since >= delay:
+                self.active = self.raw
+
+    def deadline(self) -> float | None:
+        if self.raw == self.active:
+            return None
+        return self._raw_since + (self._on_delay if self.raw else self._off_delay)
+
+    def reset(self) -> None:
+        """Forget the condition (the value is gone: comm loss, sensor fault)."""
+        self.raw = self.active = False
+
+
+class Detector:
+    """Base: `feed(value, now)`, `tick(now)`, `active`, `deadline()`, `limit`."""
+
+    def __init__(self, *, on_delay_s: float, off_delay_s: float, limit: float | None) -> None:
+        self._debounce = _Debounce(on_delay_s=on_delay_s, off_delay_s=off_delay_s)
+        self.limit = limit
+
+    @property
+    def active(self) -> bool:
+        return self._debounce.active
+
+    def feed(self, value: float, now: float) -> None:
+        self._debounce.feed(self._raw(value, now), now)
+
+    def tick(self, now: float) -> None:
+        self._debounce.tick(now)
+
+    def deadline(self) -> float | None:
+        return self._debounce.deadline()
+
+    def reset(self) -> None:
+        self._debounce.reset()
+
+    def _raw(self, value: float, now: float) -> bool:
+        raise NotImplementedError
+
+
+class LimitDetector(Detector):
+    """Above a high limit (or below a low one); clears only past the deadband."""
+
+    def __init__(self, rule: LimitRule, *, high: bool) -> None:
+        super().__init__(on_delay_s=rule.on_delay_s, off_delay_s=rule.off_delay_s, limit=rule.limit)
+        self._high = high
+        self._deadband = rule.deadband
+
+    def _raw(self, value: float, now: float) -> bool:
+        assert self.limit is not None
+        band = self._deadband if self._debounce.raw else 0.0
+        if self._high:
+            return value > self.limit - band
+        return value < self.limit + band
+
+
+class RateDetector(Detector):
+    """Faster than `limit_per_min` over `window_s` (needs half a window of history)."""
+
+    def __init__(self, rule: RateRule) -> None:
+        super().__init__(
+            on_delay_s=rule.on_delay_s, off_delay_s=rule.off_delay_s, limit=rule.limit_per_min
+        )
+        self._rule = rule
+        self._samples: deque[tuple[float, float]] = deque()
+        self.rate_per_min: float | None = None
+
+    def _raw(self, value: float, now: float) -> bool:
+        samples = self._samples
+        samples.append((now, value))
+        while len(samples) > 2 and now - samples[1][0] >= self._rule.window_s:
+            samples.popleft()
+        t0, v0 = samples[0]
+        if now - t0 < self._rule.window_s / 2:
+            self.rate_per_min = None
+            return self._debounce.raw
+        rate = (value - v0) / (now - t0) * 60.0
+        self.rate_per_min = rate
+        limit = self._rule.limit_per_min
+        if self._rule.direction == "rise":
+            return rate > limit
+        if self._rule.direction == "fall":
+            return rate < -limit
+        return abs(rate) > limit
+
+    def reset(self) -> None:
+        super().reset()
+        self._samples.clear()
+
+
+class DiscreteDetector(Detector):
+    """Equal to the rule's `active_when`."""
+
+    def __init__(self, rule: DiscreteRule) -> None:
+        super().__init__(
+            on_delay_s=rule.on_delay_s, off_delay_s=rule.off_delay_s, limit=rule.active_when
+        )
+
+    def _raw(self, value: float, now: float) -> bool:
+        return value == self.limit
+
+
+class TimeoutDetector(Detector):
+    """Active once `after_s` passed since the last `ok()` (communication loss)."""
+
+    def __init__(self, *, after_s: float, now: float) -> None:
+        super().__init__(on_delay_s=after_s, off_delay_s=0.0, limit=after_s)
+        self._debounce.feed(False, now)
+
+    def ok(self, now: float) -> None:
+        self._debounce.feed(False, now)
+
+    def failed(self, now: float) -> None:
+        if not self._debounce.raw:
+            # The outage started at the last good answer, not at this failure.
+            self._debounce.raw = True
+        self._debounce.tick(now)
+
+    def _raw(self, value: float, now: float) -> bool:
+        return value != 0

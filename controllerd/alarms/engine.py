@@ -1,0 +1,653 @@
+"""The alarm engine: device readings in, ISA-18.2 alarms out (retained MQTT, SQLite, pages).
+
+Pollers call `on_reading` / `on_failure` synchronously after every poll; evaluation is pure and
+cheap, and what changed is handed to the engine's publisher task, which stores it (SQLite) and
+then publishes the retained `BASE/alarms/{alarm}` and hands the events to the notifier. A timer
+task wakes at the earliest detector deadline (an on-delay ending between two polls, a grace
+period or a shelve running out, a device silent past its comm-loss time), so an alarm reaches
+the wire when its delay ends, not at the next poll.
+
+Alarm ids: `{device}.comm_loss`, `{device}.{value}.sensor_fault`, `{device}.{value}.stale`,
+`{device}.{value}.{high_high|high|low|low_low|rate}` and `{device}.{value}` for a discrete rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import structlog
+
+from controllerd._time import format_ts, utc_now
+from controllerd.alarms._detect import (
+    Detector,
+    DiscreteDetector,
+    LimitDetector,
+    RateDetector,
+    TimeoutDetector,
+)
+from controllerd.alarms._rules import DeviceAlarms, Severity, SuppressRule, rules_for
+from controllerd.alarms._state import AlarmCommandError, AlarmState, Event
+from controllerd.config import Config, DeviceConfig
+from controllerd.mqtt import Publisher
+from controllerd.statedb import StateDb
+from controllerd.topics import AlarmPayload, Topics
+from drivers import Reading
+
+_log = structlog.get_logger("controllerd.alarms")
+
+#: Longest an operator may shelve an alarm for.
+MAX_SHELVE_S = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmNotice:
+    """What the notifier hears: an event of an alarm occurrence, with the published payload."""
+
+    event: Event
+    alarm: str
+    occurrence: int
+    severity: Severity
+    payload: dict[str, Any]
+    actor: str
+
+
+@dataclass
+class _Point:
+    alarm: str
+    device: str
+    value_name: str | None
+    rule: str
+    severity: Severity
+    text: str
+    state: AlarmState
+    detector: Detector | None = None
+    suppressible_by_grace: bool = False
+    value: float | None = None
+    since: str = field(default_factory=utc_now)
+    last_state: str = ""
+
+    @property
+    def limit(self) -> float | None:
+        return None if self.detector is None else self.detector.limit
+
+
+@dataclass
+class _Grace:
+    rule: SuppressRule
+    opened_at: float | None = None
+    closed_at: float | None = None
+    opened_for: float = 0.0
+
+    def feed(self, value: float, now: float) -> None:
+        is_open = value == self.rule.active_when
+        if is_open and self.opened_at is None:
+            self.opened_at, self.closed_at = now, None
+        elif not is_open and self.opened_at is not None:
+            self.opened_for = now - self.opened_at
+            self.opened_at, self.closed_at = None, now
+
+    def active(self, now: float) -> bool:
+        if self.opened_at is not None:
+            return now - self.opened_at < self.rule.grace_s
+        if self.closed_at is not None and self.opened_for < self.rule.grace_s:
+            return now - self.closed_at < self.rule.recovery_s
+        return False
+
+    def deadline(self) -> float | None:
+        if self.opened_at is not None:
+            return self.opened_at + self.rule.grace_s
+        if self.closed_at is not None and self.opened_for < self.rule.grace_s:
+            return self.closed_at + self.rule.recovery_s
+        return None
+
+
+@dataclass
+class _Device:
+    config: DeviceConfig
+    alarms_config: DeviceAlarms
+    comm: _Point
+    points: dict[str, _Point] = field(default_factory=dict)
+    graces: dict[str, _Grace] = field(default_factory=dict)  # keyed by the suppressed value
+
+
+class AlarmEngine:
+    """Owns every alarm of a room; `async with` starts its publisher and timer tasks."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        mqtt: Publisher,
+        topics: Topics,
+        db: StateDb,
+        notify: Callable[[AlarmNotice], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._mqtt = mqtt
+        self._topics = topics
+        self._db = db
+        self._notify = notify
+        self._clock = clock
+        self._wall = wall
+        self._devices: dict[str, _Device] = {}
+        self.points: dict[str, _Point] = {}
+        self._dirty: dict[str, list[tuple[Event | str, str]]] = {}
+        self._wake = asyncio.Event()
+        self._flushed = asyncio.Condition()
+        self._tasks: asyncio.TaskGroup | None = None
+        self._running: list[asyncio.Task[None]] = []
+        self._generation = 0
+        self._stored_generation = 0
+        now = clock()
+        for device in config.devices:
+            self._add_device(device, now)
+
+    # ------------------------------------------------------------------ building
+
+    def _add_device(self, device: DeviceConfig, now: float) -> None:
+        configured: DeviceAlarms | None = getattr(device, "alarms", None)
+        alarms_config = configured or DeviceAlarms()
+        after = alarms_config.comm_loss_after_s or (
+            device.read_budget_s() + 2 * device.poll_interval_s
+        )
+        comm = self._point(
+            f"{device.id}.comm_loss",
+            device.id,
+            None,
+            "comm_loss",
+            alarms_config.comm_loss_severity,
+            f"{device.id} is not answering",
+            TimeoutDetector(after_s=after, now=now),
+        )
+        dev = _Device(config=device, alarms_config=alarms_config, comm=comm)
+        self._devices[device.id] = dev
+        defaults_hook = getattr(device, "default_alarms", None)
+        defaults = defaults_hook() if callable(defaults_hook) else None
+        for value, rules in rules_for(device.kind, configured, defaults).items():
+            for rule_name, high in (("high_high", True), ("high", True), ("low", False)):
+                rule = getattr(rules, rule_name)
+                if rule is not None:
+                    self._value_point(
+                        dev,
+                        value,
+                        rule_name,
+                        rule.severity,
+                        rule.latching,
+                        LimitDetector(rule, high=high),
+                        grace=high and rules.suppress_while is not None,
+                    )
+            if rules.low_low is not None:
+                self._value_point(
+                    dev,
+                    value,
+                    "low_low",
+                    rules.low_low.severity,
+                    rules.low_low.latching,
+                    LimitDetector(rules.low_low, high=False),
+                )
+            if rules.rate is not None:
+                self._value_point(
+                    dev,
+                    value,
+                    "rate",
+                    rules.rate.severity,
+                    rules.rate.latching,
+                    RateDetector(rules.rate),
+                    grace=rules.suppress_while is not None,
+                )
+            if rules.discrete is not None:
+                point = self._value_point(
+                    dev,
+                    value,
+                    "",
+                    rules.discrete.severity,
+                    rules.discrete.latching,
+                    DiscreteDetector(rules.discrete),
+                )
+                point.text = rules.discrete.text or point.text
+            if rules.suppress_while is not None:
+                dev.graces[value] = _Grace(rule=rules.suppress_while)
+        for value, _limit in device.stale_limits().items():
+            self._value_point(dev, value, "stale", alarms_config.stale_severity, False, None)
+        if alarms_config.out_of_service:
+            for point in self._device_points(dev):
+                point.state.out_of_service = True
+
+    def _point(
+        self,
+        alarm: str,
+        device: str,
+        value: str | None,
+        rule: str,
+        severity: Severity,
+        text: str,
+        detector: Detector | None,
+        latching: bool = False,
+    ) -> _Point:
+        point = _Point(
+            alarm=alarm,
+            device=device,
+            value_name=value,
+            rule=rule,
+            severity=severity,
+            text=text,
+            state=AlarmState(alarm=alarm, latching=latching),
+            detector=detector,
+        )
+        point.last_state = point.state.state
+        self.points[alarm] = point
+        return point
+
+    def _value_point(
+        self,
+        dev: _Device,
+        value: str,
+        rule: str,
+        severity: Severity,
+        latching: bool,
+        detector: Detector | None,
+        *,
+        grace: bool = False,
+    ) -> _Point:
+        alarm = f"{dev.config.id}.{value}" + (f".{rule}" if rule else "")
+        words = {"high_high": "high-high", "low_low": "low-low", "rate": "rate of change"}
+        text = f"{value} {words.get(rule, rule)}".strip() if rule else f"{value} active"
+        point = self._point(
+            alarm, dev.config.id, value, rule or "discrete", severity, text, detector, latching
+        )
+        point.suppressible_by_grace = grace
+        dev.points[alarm] = point
+        return point
+
+    def _sensor_point(self, dev: _Device, value: str) -> _Point:
+        alarm = f"{dev.config.id}.{value}.sensor_fault"
+        point = self.points.get(alarm)
+        if point is None:
+            point = self._value_point(
+                dev, value, "sensor_fault", dev.alarms_config.sensor_fault_severity, False, None
+            )
+            point.state.out_of_service = dev.alarms_config.out_of_service
+        return point
+
+    @staticmethod
+    def _device_points(dev: _Device) -> Iterable[_Point]:
+        yield dev.comm
+        yield from dev.points.values()
+
+    # ------------------------------------------------------------------ lifetime
+
+    async def __aenter__(self) -> Self:
+        stored = await self._db.run(self._db.load_alarms)
+        now = self._clock()
+        for alarm, facts in stored.items():
+            point = self.points.get(alarm)
+            if point is None and facts.get("external"):
+                point = self._point(
+                    alarm,
+                    facts.get("device", "?"),
+                    None,
+                    "external",
+                    facts.get("severity", "high"),
+                    facts.get("text", alarm),
+                    None,
+                )
+            if point is None:
+                if alarm.endswith(".sensor_fault") and alarm.split(".")[0] in self._devices:
+                    dev = self._devices[alarm.split(".")[0]]
+                    point = self._sensor_point(dev, alarm.split(".")[1])
+                else:
+                    await self._retire(alarm)
+                    continue
+            self._restore(point, facts, now)
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        for point in self.points.values():
+            self._mark(point, [])
+        self._running = [
+            self._tasks.create_task(self._publisher(), name="alarms-publisher"),
+            self._tasks.create_task(self._timer(), name="alarms-timer"),
+        ]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for task in self._running:
+            task.cancel()
+        if self._tasks is not None:
+            await self._tasks.__aexit__(None, None, None)
+
+    def _restore(self, point: _Point, facts: dict[str, Any], now: float) -> None:
+        st = point.state
+        for key in (
+            "condition",
+            "active",
+            "acked",
+            "announced",
+            "occurrence",
+            "shelved_until",
+            "shelve_reason",
+            "suppressed",
+        ):
+            if key in facts:
+                setattr(st, key, facts[key])
+        point.since = facts.get("since", point.since)
+        point.value = facts.get("value")
+        point.last_state = st.state
+        if point.detector is not None and st.condition:
+            # Continue the condition as it was: a restart is not a new occurrence.
+            debounce = point.detector._debounce
+            debounce.raw = debounce.active = True
+            debounce._raw_since = now
+
+    async def _retire(self, alarm: str) -> None:
+        """An alarm that no longer exists in the config: its retained topic goes."""
+        await self._db.run(lambda: self._db.delete_alarm(alarm))
+        clear = getattr(self._mqtt, "clear_retained", None)
+        if clear is not None:
+            await clear(self._topics.alarm(alarm))
+        _log.info("alarm retired (no longer configured)", alarm=alarm)
+
+    def known(self, alarm: str) -> bool:
+        return alarm in self.points
+
+    def external(
+        self, alarm: str, *, device: str, active: bool, severity: Severity, text: str
+    ) -> None:
+        """An alarm whose condition is decided elsewhere (a notifier that cannot deliver)."""
+        point = self.points.get(alarm)
+        if point is None:
+            if not active:
+                return
+            point = self._point(alarm, device, None, "external", severity, text, None)
+        point.text = text
+        self._set_condition(point, active, None)
+
+    def active_count(self) -> int:
+        return sum(1 for p in self.points.values() if p.state.active)
+
+    def open_occurrences(self) -> list[AlarmNotice]:
+        """Announced, active, unacknowledged occurrences (what the pager resumes after a
+        restart)."""
+        result = []
+        for point in self.points.values():
+            st = point.state
+            if st.active and not st.acked and st.announced and not st.masked:
+                result.append(
+                    AlarmNotice(
+                        event=Event.RAISED,
+                        alarm=point.alarm,
+                        occurrence=st.occurrence,
+                        severity=point.severity,
+                        payload=self.payload(point).model_dump(),
+                        actor="system",
+                    )
+                )
+        return result
+
+    # ------------------------------------------------------------------ inputs from pollers
+
+    def on_reading(self, device: str, reading: Reading, stale: Iterable[str] = ()) -> None:
+        """A successful poll (synchronous and cheap)."""
+        dev = self._devices.get(device)
+        if dev is None:
+            return
+        now = self._clock()
+        dev.comm.detector.ok(now)  # type: ignore[union-attr]
+        for grace in dev.graces.values():
+            gate = reading.values.get(grace.rule.value)
+            if gate is not None:
+                grace.feed(gate, now)
+        stale_set = set(stale)
+        for point in dev.points.values():
+            name = point.value_name
+            assert name is not None
+            if point.rule == "stale":
+                self._set_condition(point, name in stale_set, reading.values.get(name))
+                continue
+            if point.rule == "sensor_fault":
+                self._set_condition(point, name in reading.faults, None)
+                continue
+            value = reading.values.get(name)
+            if value is not None and point.detector is not None:
+                point.detector.feed(value, now)
+                point.value = value
+        for name in reading.faults:
+            self._set_condition(self._sensor_point(dev, name), True, None)
+        self._evaluate(dev, now)
+
+    def on_failure(self, device: str, error: str) -> None:
+        """A failed poll: the device did not answer (after the driver's own retries)."""
+        dev = self._devices.get(device)
+        if dev is None:
+            return
+        now = self._clock()
+        dev.comm.detector.failed(now)  # type: ignore[union-attr]
+        dev.comm.text = f"{device} is not answering: {error}"
+        self._evaluate(dev, now)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _evaluate(self, dev: _Device, now: float) -> None:
+        assert dev.comm.detector is not None
+        dev.comm.detector.tick(now)
+        self._set_condition(dev.comm, dev.comm.detector.active, None)
+        comm_lost = dev.comm.state.condition
+        faulted = {
+            p.value_name
+            for p in dev.points.values()
+            if p.rule == "sensor_fault" and p.state.condition
+        }
+        wall = self._wall()
+        for point in dev.points.values():
+            if point.detector is not None:
+                point.detector.tick(now)
+                self._set_condition(point, point.detector.active, point.value)
+            grace = dev.graces.get(point.value_name or "")
+            suppressed = (
+                comm_lost
+                or (point.rule != "sensor_fault" and point.value_name in faulted)
+                or (point.suppressible_by_grace and grace is not None and grace.active(now))
+            )
+            self._apply(point, point.state.set_suppressed(suppressed))
+            self._apply(point, point.state.expire_shelve(wall))
+        self._apply(dev.comm, dev.comm.state.expire_shelve(wall))
+
+    def _set_condition(self, point: _Point, condition: bool, value: float | None) -> None:
+        if value is not None:
+            point.value = value
+        self._apply(point, point.state.set_condition(condition))
+
+    def _apply(self, point: _Point, events: list[Event], actor: str = "system") -> None:
+        state = point.state.state
+        if events or state != point.last_state:
+            self._mark(point, [(e, actor) for e in events])
+
+    def _mark(self, point: _Point, events: list[tuple[Event | str, str]]) -> None:
+        state = point.state.state
+        if state != point.last_state:
+            point.since = utc_now()
+            if not events:
+                events = [(f"state:{state}", "system")]
+            point.last_state = state
+        self._dirty.setdefault(point.alarm, []).extend(events)
+        self._generation += 1
+        self._wake.set()
+
+    def next_deadline(self) -> float | None:
+        deadlines: list[float] = []
+        for dev in self._devices.values():
+            for point in self._device_points(dev):
+                if point.detector is not None:
+                    d = point.detector.deadline()
+                    if d is not None:
+                        deadlines.append(d)
+            for grace in dev.graces.values():
+                d = grace.deadline()
+                if d is not None:
+                    deadlines.append(d)
+        return min(deadlines) if deadlines else None
+
+    def tick(self) -> None:
+        """Re-evaluate every device now (delays, graces, shelves, silent devices)."""
+        now = self._clock()
+        for dev in self._devices.values():
+            self._evaluate(dev, now)
+
+    async def _timer(self) -> None:
+        while True:
+            deadline = self.next_deadline()
+            delay = 1.0 if deadline is None else max(0.0, deadline - self._clock()) + 0.001
+            await asyncio.sleep(min(delay, 1.0))
+            self.tick()
+
+    # ------------------------------------------------------------------ output
+
+    def payload(self, point: _Point) -> AlarmPayload:
+        st = point.state
+        return AlarmPayload(
+            alarm=point.alarm,
+            device=point.device,
+            state=st.state,
+            severity=point.severity,
+            active=st.active,
+            acked=st.acked,
+            value=point.value,
+            limit=point.limit,
+            message=point.text,
+            since=point.since,
+            occurrence=st.occurrence,
+            shelved_until=(None if st.shelved_until is None else _rfc3339(st.shelved_until)),
+            shelve_reason=st.shelve_reason,
+        )
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Store, publish and notify everything changed so far (in that order)."""
+        while self._dirty:
+            dirty, self._dirty = self._dirty, {}
+            generation = self._generation
+            for alarm, events in dirty.items():
+                point = self.points[alarm]
+                await self._store_and_publish(point, events)
+            async with self._flushed:
+                self._stored_generation = generation
+                self._flushed.notify_all()
+
+    async def _store_and_publish(
+        self, point: _Point, events: list[tuple[Event | str, str]]
+    ) -> None:
+        payload = self.payload(point)
+        body = payload.to_json()
+        st = point.state
+        facts: dict[str, Any] = {
+            "condition": st.condition,
+            "active": st.active,
+            "acked": st.acked,
+            "announced": st.announced,
+            "occurrence": st.occurrence,
+            "shelved_until": st.shelved_until,
+            "shelve_reason": st.shelve_reason,
+            "suppressed": st.suppressed,
+            "since": point.since,
+            "value": point.value,
+        }
+        if point.rule == "external":
+            facts.update(
+                external=True, device=point.device, severity=point.severity, text=point.text
+            )
+        rows: list[tuple[str, int, str, float | None, str]] = [
+            (str(e), st.occurrence, st.state, point.value, actor) for e, actor in events
+        ]
+        await self._db.run(
+            lambda: self._db.save_alarm(
+                alarm=point.alarm, device=point.device, state=facts, payload=body, events=rows
+            )
+        )
+        await self._mqtt.publish(self._topics.alarm(point.alarm), body, qos=1, retain=True)
+        for event, actor in events:
+            if isinstance(event, Event):
+                _log.info(
+                    f"alarm {event.value}",
+                    alarm=point.alarm,
+                    device=point.device,
+                    state=st.state,
+                    severity=point.severity,
+                    value=point.value,
+                    occurrence=st.occurrence,
+                    actor=actor,
+                )
+                if self._notify is not None:
+                    self._notify(
+                        AlarmNotice(
+                            event=event,
+                            alarm=point.alarm,
+                            occurrence=st.occurrence,
+                            severity=point.severity,
+                            payload=json.loads(body),
+                            actor=actor,
+                        )
+                    )
+
+    async def _settled(self) -> None:
+        """Wait until what is marked so far is stored and published."""
+        target = self._generation
+        self._wake.set()
+        async with self._flushed:
+            await self._flushed.wait_for(lambda: self._stored_generation >= target)
+
+    # ------------------------------------------------------------------ operator actions
+
+    def _get(self, alarm: str) -> _Point:
+        point = self.points.get(alarm)
+        if point is None:
+            raise AlarmCommandError(f"no alarm '{alarm}'")
+        return point
+
+    async def ack(self, alarm: str, *, operator: str) -> dict[str, Any]:
+        point = self._get(alarm)
+        self._apply(point, point.state.ack(), actor=operator)
+        await self._settled()
+        return self.payload(point).model_dump()
+
+    async def shelve(
+        self, alarm: str, *, operator: str, duration_s: float, reason: str
+    ) -> dict[str, Any]:
+        point = self._get(alarm)
+        if not 0 < duration_s <= MAX_SHELVE_S:
+            raise AlarmCommandError(
+                f"duration_s must be within (0, {MAX_SHELVE_S:g}], got {duration_s:g}"
+            )
+        self._apply(
+            point,
+            point.state.shelve(until=self._wall() + duration_s, reason=reason),
+            actor=operator,
+        )
+        await self._settled()
+        return self.payload(point).model_dump()
+
+    async def unshelve(self, alarm: str, *, operator: str) -> dict[str, Any]:
+        point = self._get(alarm)
+        self._apply(point, point.state.unshelve(), actor=operator)
+        await self._settled()
+        return self.payload(point).model_dump()
+
+
+def _rfc3339(epoch: float) -> str:
+    return format_ts(datetime.fromtimestamp(epoch, UTC))
