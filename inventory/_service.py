@@ -283,18 +283,19 @@ class Inventory:
                 event_id=entry.event_id,
             )
             await client.publish(self.topics.quarantine, notice, qos=1)
-        for controller in sorted(advanced):
-            await self._publish_head(client, controller, intake)
+        await asyncio.gather(*(self._publish_head(client, c, intake) for c in sorted(advanced)))
         last_reason = batch.quarantined[-1].reason if batch.quarantined else ""
         await self._publish_alarm(client, intake, last_reason)
 
     async def _publish_head(self, client: aiomqtt.Client, controller: str, intake: Intake) -> None:
         head = intake.heads[controller]
-        await client.publish(
-            self.topics.ack(controller), ack_payload(controller, head), qos=1, retain=True
-        )
-        await client.publish(
-            self.topics.head(controller), head_payload(controller, head), qos=1, retain=True
+        await asyncio.gather(
+            client.publish(
+                self.topics.ack(controller), ack_payload(controller, head), qos=1, retain=True
+            ),
+            client.publish(
+                self.topics.head(controller), head_payload(controller, head), qos=1, retain=True
+            ),
         )
 
     async def _publish_alarm(

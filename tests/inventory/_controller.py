@@ -27,6 +27,7 @@ class OutboxPublisher:
         events: list[MovementEvent],
         window: int = 200,
         stall_s: float = 1.5,
+        on_ack: asyncio.Event | None = None,
     ) -> None:
         self.port = port
         self.controller = controller
@@ -39,6 +40,7 @@ class OutboxPublisher:
         self._window = window
         self._stall_s = stall_s
         self._progress = asyncio.Event()
+        self._on_ack = on_ack  # set on every ack, for a watcher of several publishers
 
     @property
     def done(self) -> bool:
@@ -71,6 +73,8 @@ class OutboxPublisher:
                 if seq > self.acked:
                     self.acked = seq
                     self._progress.set()
+                    if self._on_ack is not None:
+                        self._on_ack.set()
 
     async def _publish_all(self, client: aiomqtt.Client) -> None:
         window = asyncio.Semaphore(self._window)

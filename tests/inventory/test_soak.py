@@ -75,9 +75,12 @@ def inventory_proc(tmp_path: Path) -> Iterator[InventoryProcess]:
         proc.stop()
 
 
-async def _when_acked(publishers: list[OutboxPublisher], count: int) -> None:
+async def _when_acked(
+    publishers: list[OutboxPublisher], count: int, progress: asyncio.Event
+) -> None:
     while sum(p.acked for p in publishers) < count:
-        await asyncio.sleep(0.05)
+        progress.clear()
+        await progress.wait()
 
 
 async def test_ten_thousand_events_through_broker_restarts_and_kills(
@@ -88,9 +91,15 @@ async def test_ten_thousand_events_through_broker_restarts_and_kills(
     with PrivateBroker(workdir=tmp_path / "broker") as broker:
         (tmp_path / "inventory.toml").write_text(config_toml(store_spec, port=broker.port))
         inventory_proc.start()
+        progress = asyncio.Event()
         publishers = [
             OutboxPublisher(
-                port=broker.port, prefix="biobank", site="site-a", controller=c, events=e
+                port=broker.port,
+                prefix="biobank",
+                site="site-a",
+                controller=c,
+                events=e,
+                on_ack=progress,
             )
             for c, e in chains.items()
         ]
@@ -100,7 +109,7 @@ async def test_ten_thousand_events_through_broker_restarts_and_kills(
 
         async def disrupt() -> None:
             for step, what in enumerate(plan, start=1):
-                await _when_acked(publishers, TOTAL * step // (len(plan) + 2))
+                await _when_acked(publishers, TOTAL * step // (len(plan) + 2), progress)
                 if what == "inventory":
                     inventory_proc.kill()
                     await asyncio.sleep(0.3)
