@@ -48,3 +48,37 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "controllerd.service" not in result.stderr, result.stderr
+
+
+INVENTORY_UNIT = UNIT.with_name("inventoryd.service")
+
+
+def test_inventory_unit_follows_the_same_conventions() -> None:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(INVENTORY_UNIT.read_text())
+    service = parser["Service"]
+    assert service["Type"] == "notify"
+    assert int(service["WatchdogSec"]) > 0
+    assert service["Restart"] == "on-failure"
+    assert service["StateDirectory"] == "inventoryd"
+    assert service["ProtectSystem"] == "strict"
+    assert service["NoNewPrivileges"] == "yes"
+    assert service["ExecStart"].endswith("inventoryd run -c /etc/inventoryd/inventory.toml")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_systemd_analyze_verify_inventory_unit(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "inventoryd"
+    assert exe.exists()
+    unit = tmp_path / "inventoryd.service"
+    unit.write_text(INVENTORY_UNIT.read_text().replace("/opt/controllerd/bin/inventoryd", str(exe)))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "inventoryd.service" not in result.stderr, result.stderr
