@@ -81,3 +81,10 @@ def test_any_edit_changes_the_hash(barcode: str, exposure: float) -> None:
     assert event_hash(wire) == event.hash
     wire["operator"] = "mallory"
     assert event_hash(wire) != event.hash
+
+
+def test_the_docs_example_hash() -> None:
+    example = {**FIELDS, "barcode": "BB-0001"}
+    assert event_hash(example) == (
+        "8b64a3b3a8ce2c497717a34aa2150d166fb018760a88491fe8a65db13a20e241"
+    )
