@@ -7,7 +7,8 @@ task, stops a motion still running and closes the port.
 
 What the link owns (docs/firmware-protocol.md, "Host behaviour"):
 
-* sequence numbers: 1 … 65535 then 1 again; 0 is the firmware's event sequence number;
+* sequence numbers: from a random start, 1 … 65535 then 1 again (0 is the firmware's
+  event sequence number); a new link is a new session, started by `hello`;
 * one command in flight: `request` holds a lock for the whole exchange (for a motion: until
   `done`); `stop` alone bypasses it, so an emergency stop never waits behind a move;
 * timeouts and retransmission: no reply within `timeout_s` → the same frame again, with the
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 import termios
 import time
 from collections.abc import Mapping
@@ -103,7 +105,10 @@ class FirmwareLink:
         self._host = host
         self._log = _log.bind(device=device, port=config.port)
         self._lock = asyncio.Lock()
-        self._seqs = itertools.cycle(range(1, 0x10000))
+        # A random first sequence number: a new session's requests should not look like
+        # the previous session's (the firmware's reply cache is also cleared by hello).
+        first = random.randrange(1, 0x10000)
+        self._seqs = itertools.chain(range(first, 0x10000), itertools.cycle(range(1, 0x10000)))
         self._pending: dict[int, asyncio.Queue[_Reply]] = {}
         self._reader = FrameReader()
         self._transport: asyncio.Transport | None = None

@@ -309,14 +309,16 @@ class PickerSimulator:
         seq, payload = frame.seq, frame.payload
         if seq == EVENT_SEQ:
             return  # not a request: the host never sends seq 0
-        cached = self._cache.get(seq)
-        if cached is not None and cached.payload == payload:
-            self._send(seq, cached.reply)  # a retransmission: answered, never executed again
-            return
         try:
             message = decode_message(payload)
         except MessageError as exc:
             self._nak(seq, payload, ErrorCode.BAD_ARGS, str(exc)[:96])
+            return
+        cached = self._cache.get(seq)
+        if cached is not None and cached.payload == payload and message.op != "hello":
+            # A retransmission: answered, never executed again. `hello` always runs: it
+            # starts a new session, whose sequence numbers may repeat the old session's.
+            self._send(seq, cached.reply)
             return
         if message.op not in REQUESTS:
             self._nak(seq, payload, ErrorCode.UNKNOWN_OP, f"{message.op[:32]} is not a request")
