@@ -97,11 +97,15 @@ def _where(args: argparse.Namespace) -> int:
                 )
             for event in history:
                 body = event_json(event)
-                source = body.get("from") or {}
-                where_from = "/".join(str(source.get(k, "")) for k in ("store", "rack", "position"))
+                source = body.get("from")
+                where_from = (
+                    "/".join(str(source.get(k, "")) for k in ("store", "rack", "position"))
+                    if isinstance(source, dict)
+                    else "intake"
+                )
                 where_to = f"{event.to_store}/{event.to_rack}/{event.to_position}"
                 print(
-                    f"  {event.ts}  {where_from or 'intake'} -> {where_to}  "
+                    f"  {event.ts}  {where_from} -> {where_to}  "
                     f"by {body.get('operator')} job {body.get('job')}  "
                     f"({event.controller} seq {event.seq})"
                 )
