@@ -56,6 +56,12 @@ def prepare_room(
         driver = device.get("driver", {})
         if driver.get("type") == "modbus_tcp":
             driver["port"] = free_port()
+        elif driver.get("type") == "opcua":
+            driver["url"] = f"opc.tcp://127.0.0.1:{free_port()}/"
+        elif str(driver.get("port", "")).startswith("socket://"):
+            # A serial-over-TCP line: every device on it moves to the same free port.
+            new = renamed.setdefault(driver["port"], f"socket://127.0.0.1:{free_port()}")
+            driver["port"] = new
         elif private_dir is not None and "port" in driver:
             renamed.setdefault(driver["port"], str(private_dir / f"line-{len(renamed)}"))
             driver["port"] = renamed[driver["port"]]
@@ -211,6 +217,7 @@ Watch it with any MQTT client, e.g.
 Topics: {base}/status, {base}/devices/<id>/state, {base}/devices/<id>/telemetry
 Inject a fault:  simulators inject freezer-1 disconnect   (… --clear to end it)
 Faults: disconnect garbage stuck compressor_fail door_open power_fail sensor_open
+LN2 tank faults (ln2-1, ln2-2): supply_empty valve_stuck lid_open thermocouple_open noise
 Ctrl-C stops everything.
 """,
             file=out,

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from drivers.ln2 import (
     COMMANDS,
+    MAX_LINE,
     ForeignFrame,
     GarbledFrame,
-    MAX_LINE,
     decode_reply,
     decode_request,
     encode_error,
@@ -120,3 +120,9 @@ def test_open_flags_levels() -> None:
     assert parse_levels("30.0 80.0") == (30.0, 80.0)
     with pytest.raises(GarbledFrame):
         parse_levels("80.0 30.0")
+
+
+def test_the_documented_example_frames() -> None:
+    # docs/ln2-protocol.md shows these exact bytes.
+    assert encode_request(1, TEMPA) == b"001 TEMPA?*63C6\r\n"
+    assert encode_reply(1, "TEMPA?", "-197.10") == b"001 TEMPA? -197.10*4323\r\n"
