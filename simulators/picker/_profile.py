@@ -23,10 +23,10 @@ def axis_travelled_mm(d_mm: float, v_mm_s: float, a_mm_s2: float, t_s: float) ->
     """Signed distance covered `t_s` seconds into a move of `d_mm`."""
     d = abs(d_mm)
     total = axis_time_s(d, v_mm_s, a_mm_s2)
-    if t_s <= 0 or d == 0:
-        return 0.0
     if t_s >= total:
         return d_mm
+    if t_s <= 0:
+        return 0.0
     peak_v = min(v_mm_s, math.sqrt(d * a_mm_s2))
     t_acc = peak_v / a_mm_s2
     if t_s < t_acc:

@@ -198,7 +198,7 @@ async def test_silence_is_a_communication_loss_before_the_retries_run_out(
 async def _reading_where(driver: PickerDriver, predicate: Callable[[Reading], bool]) -> None:
     """Read (the latest heartbeat) until one satisfies `predicate`."""
     async with asyncio.timeout(10):
-        while not predicate(await driver.read()):
+        while not predicate(await driver.read()):  # noqa: ASYNC110 - heartbeats, no event
             await asyncio.sleep(0.02)
 
 

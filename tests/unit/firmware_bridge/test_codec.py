@@ -232,9 +232,10 @@ def test_well_formed_maps_with_wrong_args_raise_message_error(
 ) -> None:
     payload = msgpack.packb({"op": op, "args": args}, use_bin_type=True)
     try:
-        decode_message(payload)
+        message = decode_message(payload)
     except MessageError:
-        pass
+        return
+    assert message.op == op and op != "bogus"
 
 
 @pytest.mark.parametrize(
@@ -271,3 +272,10 @@ def test_motion_config_to_wire_units() -> None:
     args = MotionConfig().to_args()
     assert args.x.v_um_s == 400_000 and args.y.a_um_s2 == 1_500_000
     assert (args.pick_ms, args.place_ms, args.scan_ms) == (1200, 1000, 300)
+
+
+def test_the_documented_example_frame() -> None:
+    payload = encode_message(Message.of("home"))
+    wire = encode_frame(Frame(version=1, seq=0x0102, payload=payload))
+    documented = "15 01 01 02 82 A2 6F 70 A4 68 6F 6D 65 A4 61 72 67 73 80 D9 48 00"
+    assert wire == bytes.fromhex(documented)
