@@ -293,6 +293,12 @@ class SimulatedStore:
         self._nodes.clear()
         self._written.clear()
         if server is not None:
+            # asyncua keeps the sessions of vanished clients (for their reconnect) with their
+            # timeout and publishing tasks; a stopped server must not leave them running.
+            sessions = list(getattr(server.iserver, "_external_sessions", {}).values())
+            for session in sessions:
+                with contextlib.suppress(Exception):
+                    await session.close_session(True)
             with contextlib.suppress(Exception):
                 await server.stop()
             _log.info("store server stopped", device=self.id)

@@ -51,6 +51,8 @@ def demo_config_data(
         driver = device["driver"]
         if driver["type"] == "modbus_tcp":
             driver["port"] = free_tcp_port()
+        elif driver["type"] == "opcua":
+            driver["url"] = f"opc.tcp://127.0.0.1:{free_tcp_port()}/"
         else:
             name = Path(driver["port"]).name
             driver["port"] = lines.setdefault(driver["port"], str(tmp_path / name))
