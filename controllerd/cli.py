@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +54,31 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sentinel(args: argparse.Namespace) -> int:
+    from controllerd.logs import configure_logging
+    from controllerd.sentinel import Sentinel, load_sentinel_config
+
+    try:
+        config = load_sentinel_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        return 2
+    configure_logging(level=config.logging.level, fmt=config.logging.format)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        await Sentinel(config=config).run()
+
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(main())
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from controllerd.demo import run_demo
 
@@ -81,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file; exit 2 on problems")
     check.add_argument("file", type=Path)
     check.set_defaults(func=_check_config)
+
+    sentinel = sub.add_parser(
+        "sentinel", help="page when controllers or the broker go silent (run it elsewhere)"
+    )
+    sentinel.add_argument("-c", "--config", type=Path, required=True, help="sentinel config")
+    sentinel.set_defaults(func=_sentinel)
 
     demo = sub.add_parser("demo", help="the whole stack on simulators with a private broker")
     demo.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")

@@ -139,15 +139,17 @@ class TimeoutDetector(Detector):
 
     def __init__(self, *, after_s: float, now: float) -> None:
         super().__init__(on_delay_s=after_s, off_delay_s=0.0, limit=after_s)
-        self._debounce.feed(False, now)
+        self.last_ok = now
 
     def ok(self, now: float) -> None:
+        self.last_ok = now
         self._debounce.feed(False, now)
 
     def failed(self, now: float) -> None:
         if not self._debounce.raw:
             # The outage started at the last good answer, not at this failure.
             self._debounce.raw = True
+            self._debounce._raw_since = self.last_ok
         self._debounce.tick(now)
 
     def _raw(self, value: float, now: float) -> bool:

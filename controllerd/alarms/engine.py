@@ -115,6 +115,8 @@ class _Device:
     comm: _Point
     points: dict[str, _Point] = field(default_factory=dict)
     graces: dict[str, _Grace] = field(default_factory=dict)  # keyed by the suppressed value
+    #: whether the poller reported at all: the comm-loss clock starts at its first report
+    reported: bool = False
 
 
 class AlarmEngine:
@@ -130,6 +132,7 @@ class AlarmEngine:
         notify: Callable[[AlarmNotice], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        startup_grace_s: float = 0.0,
     ) -> None:
         self._mqtt = mqtt
         self._topics = topics
@@ -146,7 +149,9 @@ class AlarmEngine:
         self._running: list[asyncio.Task[None]] = []
         self._generation = 0
         self._stored_generation = 0
-        now = clock()
+        # Devices get `startup_grace_s` on top of their comm-loss time to answer a first time
+        # (connection set-up, an OPC UA session, a serial line opening).
+        now = clock() + startup_grace_s
         for device in config.devices:
             self._add_device(device, now)
 
@@ -404,6 +409,7 @@ class AlarmEngine:
         if dev is None:
             return
         now = self._clock()
+        dev.reported = True
         dev.comm.detector.ok(now)  # type: ignore[union-attr]
         for grace in dev.graces.values():
             gate = reading.values.get(grace.rule.value)
@@ -433,6 +439,9 @@ class AlarmEngine:
         if dev is None:
             return
         now = self._clock()
+        if not dev.reported:
+            dev.reported = True
+            dev.comm.detector.ok(now)  # type: ignore[union-attr]
         dev.comm.detector.failed(now)  # type: ignore[union-attr]
         dev.comm.text = f"{device} is not answering: {error}"
         self._evaluate(dev, now)

@@ -28,6 +28,10 @@ from controllerd.topics import Topics
 _log = structlog.get_logger("controllerd.alarms")
 
 
+#: Extra time every device gets at start-up before its silence is a communication loss.
+STARTUP_GRACE_S = 10.0
+
+
 class AckCommand(CommandBase):
     """`BASE/cmd/ack`: acknowledge an alarm."""
 
@@ -73,7 +77,12 @@ class AlarmService:
             except (NotifyError, OSError) as exc:
                 self._broken.append((notifier.id, str(exc)))
         self.engine = AlarmEngine(
-            config=config, mqtt=mqtt, topics=topics, db=db, notify=self._to_pager
+            config=config,
+            mqtt=mqtt,
+            topics=topics,
+            db=db,
+            notify=self._to_pager,
+            startup_grace_s=STARTUP_GRACE_S,
         )
         self.pager = Pager(
             channels=channels,

@@ -9,11 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import tomli_w
 
 from controllerd.broker import CONFIG_DIR, PrivateBroker
 from controllerd.config import Config, load_config
@@ -108,7 +111,13 @@ class Stack:
         self.broker.stop()
 
 
-def make_stack(workdir: Path, *, speed: float | None = None) -> Stack:
+def make_stack(
+    workdir: Path,
+    *,
+    speed: float | None = None,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+) -> Stack:
+    """A broker and the demo room's config for it; `edit` changes the room's TOML data."""
     broker = PrivateBroker(workdir=workdir)
     broker.start()
     room = prepare_room(
@@ -118,6 +127,10 @@ def make_stack(workdir: Path, *, speed: float | None = None) -> Stack:
         private_dir=workdir,
         speed=speed,
     )
+    if edit is not None:
+        data = tomllib.loads(room.read_text(encoding="utf-8"))
+        edit(data)
+        room.write_text(tomli_w.dumps(data), encoding="utf-8")
     return Stack(workdir=workdir, broker=broker, room_path=room, config=load_config(room))
 
 
