@@ -67,6 +67,7 @@ class Inventory:
         self._busy_since: float | None = None
         self._alarm_shown: tuple[bool, int] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._gap_warned: set[str] = set()  # controllers whose current gap was logged
         self._delay = 0.0
         self._alarm_since = utc_now()
         self.stored = 0
@@ -262,10 +263,16 @@ class Inventory:
         ids = await self._store.apply(batch) if batch else []
         intake.committed(batch, ids)
         self.stored += len(batch.events)
+        self._gap_warned -= advanced
         for message in messages:
             self._puback(client, message)
         for entry in batch.quarantined:
-            _log.warning(
+            # One warning per gap, not one per event held behind it.
+            held = entry.reason.startswith("out of sequence")
+            log = _log.debug if held and entry.controller in self._gap_warned else _log.warning
+            if held:
+                self._gap_warned.add(entry.controller)
+            log(
                 "movement quarantined",
                 controller=entry.controller,
                 kind=entry.kind,

@@ -1,7 +1,7 @@
 """A simulated controller's outbox for the inventory tests: it publishes a chain of movements
-at QoS 1 (a bounded window in flight), follows the inventory's retained ack and republishes
-everything past it whenever the ack stalls or the connection comes back — what the daemon's
-durable outbox does (PRODUCT.md: a PUBACK alone is not delivery)."""
+at QoS 1, at most a window of events past the inventory's retained ack, follows that ack and
+republishes everything past it whenever the ack stalls or the connection comes back — what the
+daemon's durable outbox does (PRODUCT.md: a PUBACK alone is not delivery)."""
 
 from __future__ import annotations
 
@@ -82,6 +82,18 @@ class OutboxPublisher:
             while not self.done:
                 # Everything past the ack, again: the inventory de-duplicates by event_id.
                 for event in self.events[self.acked :]:
+                    # At most `window` events ahead of the end-to-end ack: a broker drops
+                    # QoS 1 messages past a client's queue limit (Mosquitto: 1000) and the
+                    # outbox would have to republish them.
+                    while event.seq > self.acked + self._window:
+                        self._progress.clear()
+                        try:
+                            async with asyncio.timeout(self._stall_s):
+                                await self._progress.wait()
+                        except TimeoutError:
+                            break
+                    if event.seq > self.acked + self._window:
+                        break  # the ack stalled: republish from it
                     await window.acquire()
                     group.create_task(self._publish(client, event, window), name="test-pub")
                 self._progress.clear()
