@@ -12,7 +12,16 @@ import pytest
 from controllerd.config import ConfigError, load_config, parse_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
-ROOM_FILES = sorted(p for p in CONFIG_DIR.glob("*.toml"))
+# config/inventory*.toml configure inventoryd, not a room: validated below with its own model.
+INVENTORY_FILES = sorted(CONFIG_DIR.glob("inventory*.toml"))
+ROOM_FILES = sorted(p for p in CONFIG_DIR.glob("*.toml") if p not in INVENTORY_FILES)
+
+
+@pytest.mark.parametrize("path", INVENTORY_FILES, ids=lambda p: p.name)
+def test_every_shipped_inventory_config_is_valid(path: Path) -> None:
+    from inventory import load_config as load_inventory_config
+
+    assert load_inventory_config(path).inventory.site
 
 
 def test_there_are_room_files_to_check() -> None:
