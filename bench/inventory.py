@@ -154,9 +154,10 @@ async def main(events: int, rounds: int) -> None:
             *rows,
             "",
             f"Reading: end to end PostgreSQL runs at {pg_e2e / sqlite_e2e:.2f}x SQLite here. "
-            "End to end is most likely bounded by Mosquitto's 20 unacknowledged QoS 1 messages per "
-            "client (PUBACK waits for the commit), so batches stay small (our reading, not measured separately); the store-only "
-            "figure is what each database sustains with full batches.",
+            "End to end is most likely bounded by Mosquitto's 20 unacknowledged QoS 1 "
+            "messages per client (PUBACK waits for the commit), so batches stay small (our "
+            "reading, not measured separately); the store-only figure is what each database "
+            "sustains with full batches.",
         ],
     )
 
