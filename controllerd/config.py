@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from controllerd._config_base import DeviceBase, Strict, check_id
+from controllerd.alarms import KIND_DEFAULTS, ValueAlarms
 from controllerd.notify._config import EscalationSection, NotifierConfig, check_notifier_refs
 from controllerd.sim_config import (
     FreezerSimulation,
@@ -184,6 +185,19 @@ class Ln2TankConfig(DeviceBase):
     def read_budget_s(self) -> float:
         # One poll's queries, and a fill stop the daemon may send with it.
         return (len(POLL_QUERIES) + 1) * self.driver.exchange_budget_s
+
+    def default_alarms(self) -> dict[str, ValueAlarms]:
+        """The kind's alarm defaults with this tank's own low and high levels."""
+        rules = dict(KIND_DEFAULTS["ln2_tank"])
+        level = rules["ln2_level_pct"]
+        assert level.low is not None and level.high is not None
+        rules["ln2_level_pct"] = level.model_copy(
+            update={
+                "low": level.low.model_copy(update={"limit": self.low_level_pct}),
+                "high": level.high.model_copy(update={"limit": self.high_level_pct}),
+            }
+        )
+        return rules
 
     def describe(self) -> str:
         link, fill = self.driver, self.fill

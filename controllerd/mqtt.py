@@ -151,6 +151,10 @@ class MqttConnection:
             try:
                 async with self._make_client() as client:
                     self._client = client
+                    # Subscribed before `online`: whoever waits for `online` to send a
+                    # command must not lose it to the gap.
+                    for topic_filter in self._subscriptions:
+                        await client.subscribe(topic_filter, qos=1)
                     await client.publish(
                         self._topics.status, self._status("online"), qos=1, retain=True
                     )
@@ -172,8 +176,6 @@ class MqttConnection:
                     else:
                         _log.info("broker connected", host=self._mqtt.host, port=self._mqtt.port)
                     self._backoff.reset()
-                    for topic_filter in self._subscriptions:
-                        await client.subscribe(topic_filter, qos=1)
                     async for message in client.messages:
                         self._dispatch(message)
             except (aiomqtt.MqttError, OSError) as exc:

@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import time
 from types import TracebackType
-from typing import Self
+from typing import Any, Literal, Self
 
 import structlog
+from pydantic import Field
 
 from controllerd._time import utc_now
 from controllerd.alarms.service import AlarmService
-from controllerd.commands import CommandRouter
+from controllerd.commands import CommandBase, CommandContext, CommandRouter
 from controllerd.config import (
     Config,
     DeviceConfig,
@@ -27,7 +28,7 @@ from controllerd.config import (
     TubeStoreConfig,
     UltFreezerConfig,
 )
-from controllerd.ln2 import Ln2Tank
+from controllerd.ln2 import FillCommand, Ln2Tank, apply_fill
 from controllerd.mqtt import MqttConnection
 from controllerd.poller import DevicePoller
 from controllerd.sdnotify import SystemdNotifier
@@ -72,6 +73,13 @@ def build_driver(
     raise TypeError(f"no driver for device kind {device.kind!r}")
 
 
+class FillRequest(CommandBase):
+    """`BASE/cmd/fill`: start or stop a fill of one LN2 tank (see controllerd.ln2)."""
+
+    tank: str = Field(min_length=1, max_length=64)
+    action: Literal["start", "stop"]
+
+
 class Supervisor:
     """Runs one room: `async with Supervisor(config=...) as sup: await sup.wait_stopped()`."""
 
@@ -109,6 +117,7 @@ class Supervisor:
             mqtt = MqttConnection(config=cfg, topics=self.topics)
             self.commands = CommandRouter(operators=cfg.operators, db=self.db, reply=mqtt.reply)
             mqtt.subscribe(self.topics.commands, self.commands.handle)
+            self.commands.register("fill", model=FillRequest, permission="fill", handler=self._fill)
             self.alarms = AlarmService(
                 config=cfg, mqtt=mqtt, topics=self.topics, db=self.db, commands=self.commands
             )
@@ -179,6 +188,9 @@ class Supervisor:
         up = sum(1 for p in self.pollers if p.connected)
         broker = "broker connected" if self.mqtt and self.mqtt.connected else "broker down"
         return f"{up}/{len(self.pollers)} devices connected, {broker}"
+
+    async def _fill(self, cmd: FillRequest, ctx: CommandContext) -> dict[str, Any]:
+        return await apply_fill(FillCommand(tank=cmd.tank, action=cmd.action), self.tanks)
 
     async def _heartbeat(self) -> None:
         """`BASE/heartbeat`: the sentinel pages when these stop (a hung or dead daemon)."""

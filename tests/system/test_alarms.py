@@ -89,10 +89,19 @@ def alarm_room(
                         "door_open": {"discrete": {"on_delay_s": 4.0}},
                     }
                 }
+            if device["kind"] == "ln2_tank":
+                device["fill"] = {**device["fill"], "fill_timeout_s": 3.0, "max_fill_s": 600.0}
+            if device["kind"] == "tube_store":
+                device["alarms"] = {
+                    "values": {
+                        "chamber_temperature_c": {"high": {"limit": -70.0, "on_delay_s": 1.0}},
+                        "state_code": {"discrete": {"active_when": 2, "text": "store faulted"}},
+                    }
+                }
             if device["id"] == "probe-3":
                 device["alarms"] = {"values": {"temperature_c": {"high": {"limit": 40.0}}}}
         data["operators"] = [
-            {"id": "alice", "roles": ["ack", "shelve"]},
+            {"id": "alice", "roles": ["ack", "shelve", "fill"]},
             {"id": "bob", "roles": ["pick"]},
         ]
         data["notifiers"] = [
@@ -356,3 +365,68 @@ async def test_restart_keeps_an_unacked_alarm_and_pages_nobody_again(
         t == f"{base}/pages" and body.get("event") == "raised"
         for t, body, _ in observer.messages[mark:]
     )
+
+
+async def test_fill_command_and_fill_alarms(alarm_room: Stack, observer: Observer) -> None:
+    base = alarm_room.base
+    mark = observer.mark()
+    for body, problem in [
+        ({"command_id": "f-1", "operator": "alice", "tank": "ln2-9", "action": "start"}, "ln2-9"),
+        ({"command_id": "f-2", "operator": "alice", "tank": "ln2-1", "action": "drain"}, "action"),
+        ({"command_id": "f-3", "tank": "ln2-1", "action": "start"}, "operator"),
+        (
+            {"command_id": "f-4", "operator": "bob", "tank": "ln2-1", "action": "start"},
+            "may not fill",
+        ),
+    ]:
+        reply = await command(alarm_room, "fill", body)
+        assert reply["ok"] is False and problem in reply["error"], reply
+    assert not any(
+        t == f"{base}/devices/ln2-1/telemetry" and b.get("values", {}).get("filling") == 1
+        for t, b, _ in observer.messages[mark:]
+    )
+
+    await alarm_room.inject("ln2-1", "supply_empty")
+    reply = await command(
+        alarm_room,
+        "fill",
+        {"command_id": "f-5", "operator": "alice", "tank": "ln2-1", "action": "start"},
+    )
+    assert reply["ok"] is True and reply["result"]["filling"] is True
+    alarm = await observer.wait_for(
+        f"{base}/alarms/ln2-1.fill_timeout", is_state("unacked"), since=mark, timeout=30
+    )
+    assert alarm["severity"] == "critical"
+    reply = await command(
+        alarm_room,
+        "fill",
+        {"command_id": "f-6", "operator": "alice", "tank": "ln2-1", "action": "stop"},
+    )
+    assert reply["ok"] is True and reply["result"]["filling"] is False
+    await alarm_room.inject("ln2-1", "supply_empty", clear=True)
+
+    await alarm_room.inject("ln2-2", "valve_stuck")
+    reply = await command(
+        alarm_room,
+        "fill",
+        {"command_id": "f-7", "operator": "alice", "tank": "ln2-2", "action": "start"},
+    )
+    assert reply["ok"] is True
+    await observer.wait_for(
+        f"{base}/alarms/ln2-2.valve_stuck_open", is_state("unacked"), since=mark, timeout=60
+    )
+    await alarm_room.inject("ln2-2", "valve_stuck", clear=True)
+
+
+async def test_store_alarms(alarm_room: Stack, observer: Observer) -> None:
+    base = alarm_room.base
+    mark = observer.mark()
+    await alarm_room.inject("store-1", "chamber_warm")
+    warm = await observer.wait_for(
+        f"{base}/alarms/store-1.chamber_temperature_c.high",
+        is_state("unacked"),
+        since=mark,
+        timeout=60,
+    )
+    assert warm["value"] > -70.0
+    await alarm_room.inject("store-1", "chamber_warm", clear=True)
