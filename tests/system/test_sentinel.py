@@ -28,9 +28,21 @@ def pages(path: Path) -> list[dict[str, Any]]:
 
 
 async def wait_for_page(path: Path, alarm: str, event: str, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not any(p["alarm"] == alarm and p["event"] == event for p in pages(path)):
-            await asyncio.sleep(0.1)
+    for _ in range(int(timeout * 10)):
+        if any(p["alarm"] == alarm and p["event"] == event for p in pages(path)):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {event} page for {alarm}: {pages(path)}")
+
+
+def start_sentinel(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "controllerd", "sentinel", "-c", str(config)],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
 
 
 def sentinel_config(stack: Stack, out: Path) -> Path:
@@ -67,20 +79,7 @@ async def test_sentinel_pages_on_kill_and_on_broker_loss(tmp_path: Path) -> None
     try:
         stack.start_simulators()
         stack.start_daemon()
-        with (tmp_path / "sentinel.log").open("ab") as log:
-            sentinel = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "controllerd",
-                    "sentinel",
-                    "-c",
-                    str(sentinel_config(stack, out)),
-                ],
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+        sentinel = start_sentinel(sentinel_config(stack, out), tmp_path / "sentinel.log")
         await asyncio.sleep(4.0)  # heartbeats flowing: nothing to page
         assert pages(out) == [], (tmp_path / "sentinel.log").read_text()[-2000:]
 
