@@ -16,7 +16,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self
 
 import aiomqtt
 import structlog
@@ -72,6 +72,8 @@ class MqttConnection:
         self._stopping = False
         self._subscriptions: dict[str, MessageHandler] = {}
         self._handlers: asyncio.TaskGroup | None = None
+        #: PUBACK waiters of the current client by message id (see publish_confirmed)
+        self._pubacks: dict[int, asyncio.Future[str | None]] = {}
         self.dropped = 0
 
     @property
@@ -144,6 +146,21 @@ class MqttConnection:
         # Every poller publishes at its tick, so hundreds of publishes in flight are normal;
         # aiomqtt would log a warning for each one past 10 (thousands of lines a minute).
         client.pending_calls_threshold = 1_000_000
+        # aiomqtt drops the PUBACK's reason code; publish_confirmed needs it (an ACL-denied
+        # publish is acknowledged with a failure code such as 0x87 Not authorized).
+        pubacks: dict[int, asyncio.Future[str | None]] = {}
+        aiomqtt_on_publish: Callable[..., None] | None = client._client.on_publish
+
+        def on_publish(paho: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+            waiter = pubacks.pop(mid, None)
+            if waiter is not None and not waiter.done():
+                failed = reason is not None and getattr(reason, "is_failure", False)
+                waiter.set_result(f"PUBACK {reason}" if failed else None)
+            if aiomqtt_on_publish is not None:
+                aiomqtt_on_publish(paho, userdata, mid, reason, props)
+
+        client._client.on_publish = on_publish
+        self._pubacks = pubacks
         return client
 
     async def _run(self) -> None:
@@ -194,6 +211,10 @@ class MqttConnection:
             finally:
                 self._client = None
                 self._connected.clear()
+                for waiter in self._pubacks.values():
+                    if not waiter.done():
+                        waiter.set_result("connection lost before the PUBACK")
+                self._pubacks.clear()
             await asyncio.sleep(delay)
 
     def _dispatch(self, message: aiomqtt.Message) -> None:
@@ -268,6 +289,33 @@ class MqttConnection:
                 self.dropped += 1
             return False
         return True
+
+    async def publish_confirmed(
+        self, topic: str, payload: bytes, *, timeout_s: float = 10.0
+    ) -> str | None:
+        """Publish at QoS 1 and wait for the broker's PUBACK: None when the broker accepted it,
+        else why not (not connected, no PUBACK in time, the connection dropped, or the PUBACK's
+        failure reason code such as `Not authorized`). Acceptance is not delivery: the caller
+        still waits for its receiver's own acknowledgement."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            return "not connected"
+        pubacks = self._pubacks
+        info = client._client.publish(topic, payload, 1, False)
+        if info.rc != MQTT_ERR_SUCCESS:
+            return f"publish failed (paho rc {info.rc})"
+        # The PUBACK is read by a callback of this event loop, so it cannot arrive before the
+        # waiter is registered here (no await in between).
+        waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        pubacks[info.mid] = waiter
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await waiter
+        except TimeoutError:
+            return f"no PUBACK within {timeout_s:g} s"
+        finally:
+            if pubacks.get(info.mid) is waiter:
+                del pubacks[info.mid]
 
     async def clear_retained(self, topic: str) -> None:
         """Remove a retained topic (an empty retained payload deletes it at the broker)."""

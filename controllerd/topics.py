@@ -17,6 +17,27 @@ class Topics:
 
     def __init__(self, *, prefix: str, site: str, controller: str) -> None:
         self.base = f"{prefix}/{site}/{controller}"
+        self._site_base = f"{prefix}/{site}"
+        self._controller = controller
+
+    def job(self, job: str) -> str:
+        """Retained progress of one pick job."""
+        return f"{self.base}/jobs/{job}"
+
+    @property
+    def movements(self) -> str:
+        """Specimen movement events (QoS 1, from the durable outbox)."""
+        return f"{self.base}/events/movements"
+
+    @property
+    def inventory_ack(self) -> str:
+        """The inventory's retained end-to-end ack of this controller's movements."""
+        return f"{self._site_base}/inventory/acks/{self._controller}"
+
+    @property
+    def controller_telemetry(self) -> str:
+        """The controller's own telemetry (outbox depth and oldest unacknowledged age)."""
+        return f"{self.base}/telemetry"
 
     @property
     def status(self) -> str:
