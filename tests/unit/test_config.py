@@ -14,7 +14,19 @@ from controllerd.config import ConfigError, load_config, parse_config
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 # config/inventory*.toml configure inventoryd, not a room: validated below with its own model.
 INVENTORY_FILES = sorted(CONFIG_DIR.glob("inventory*.toml"))
-ROOM_FILES = sorted(p for p in CONFIG_DIR.glob("*.toml") if p not in INVENTORY_FILES)
+# config/sentinel*.toml configure `controllerd sentinel`: validated with its own model.
+SENTINEL_FILES = sorted(CONFIG_DIR.glob("sentinel*.toml"))
+ROOM_FILES = sorted(
+    p for p in CONFIG_DIR.glob("*.toml") if p not in INVENTORY_FILES and p not in SENTINEL_FILES
+)
+
+
+@pytest.mark.parametrize("path", SENTINEL_FILES, ids=lambda p: p.name)
+def test_every_shipped_sentinel_config_is_valid(path: Path) -> None:
+    from controllerd.sentinel import load_sentinel_config
+
+    config = load_sentinel_config(path)
+    assert config.sentinel.controllers and config.escalation.levels
 
 
 @pytest.mark.parametrize("path", INVENTORY_FILES, ids=lambda p: p.name)
