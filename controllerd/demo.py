@@ -91,6 +91,7 @@ class _LiveView:
         self._devices = {dev: _DeviceView() for dev in device_ids}
         self._status = "unknown"
         self._out = out
+        self._alarms: dict[str, str] = {}
 
     def handle(self, topic: str, payload: bytes) -> None:
         rest = topic.removeprefix(self._base + "/")
@@ -104,6 +105,9 @@ class _LiveView:
                 self._line(f"controller is {self._status}")
             return
         parts = rest.split("/")
+        if len(parts) == 2 and parts[0] == "alarms":
+            self._alarm(parts[1], body)
+            return
         if len(parts) != 3 or parts[0] != "devices" or parts[1] not in self._devices:
             return
         view = self._devices[parts[1]]
@@ -120,6 +124,14 @@ class _LiveView:
             if body.get("faults"):
                 view.quality += f" {body['faults']}"
 
+    def _alarm(self, alarm: str, body: dict[str, Any]) -> None:
+        state = str(body.get("state", "normal")) if body else "normal"
+        if self._alarms.get(alarm, "normal") != state:
+            value = body.get("value") if body else None
+            shown = f" ({body.get('message')}, value {value:g})" if isinstance(value, float) else ""
+            self._line(f"ALARM {alarm} {state.upper()}{shown}")
+        self._alarms[alarm] = state
+
     def _line(self, text: str) -> None:
         print(f"  * {text}", file=self._out, flush=True)
 
@@ -129,6 +141,8 @@ class _LiveView:
             mark = {True: "up  ", False: "DOWN", None: "?   "}[view.connected]
             values = "  ".join(f"{k}={v:g}" for k, v in view.values.items())
             lines.append(f"  {dev_id:<10} {mark} {view.quality:<9} {values}")
+        active = sorted(a for a, st in self._alarms.items() if st in ("unacked", "acked"))
+        lines.append(f"  alarms active: {', '.join(active) if active else 'none'}")
         print("\n".join(lines), file=self._out, flush=True)
 
 
