@@ -7,23 +7,15 @@ form every other tool reads stays valid):
 - `carrier`: collect tubes with a gripper holding at most `capacity`, unloading at `output`.
 
 Every number must be finite; speeds and accelerations positive; fixed times non-negative; tube
-ids unique. `docs/planner.md` documents the forms with examples.
+ids unique. `docs/planner.md` documents the forms with examples. The `rack_batches` form lives in
+`_rack_model`, and `_parse.parse_problem` tells the forms apart.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    TypeAdapter,
-    ValidationError,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controllerd.planner._motion import AxisLimits, GantryMotion
 
@@ -98,6 +90,7 @@ class CarrierTube(_Strict):
 
 
 def _unique_ids(items: list[Any]) -> list[Any]:
+    """Validator: every tube's `id` differs."""
     seen: set[str] = set()
     for item in items:
         if item.id in seen:
@@ -141,53 +134,12 @@ class CarrierProblem(_Strict):
     _ids = field_validator("tubes")(_unique_ids)
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        kind = value.get("kind", "route")
-        return kind if isinstance(kind, str) else "route"
-    return str(getattr(value, "kind", "route"))
-
-
-Problem = Annotated[
-    Annotated[RouteProblem, Tag("route")]
-    | Annotated[PickPlaceProblem, Tag("pick_place")]
-    | Annotated[CarrierProblem, Tag("carrier")],
-    Discriminator(
-        _kind,
-        custom_error_type="unknown_kind",
-        custom_error_message="'kind' must be 'route', 'pick_place' or 'carrier'",
-    ),
-]
-
-_ADAPTER: TypeAdapter[Problem] = TypeAdapter(Problem)
-
-
 class ProblemError(ValueError):
     """The problem file is invalid; `problems` lists each one as `field.path: message`."""
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part not in ("route", "pick_place", "carrier"):
-            path += f".{part}" if path else part
-    return path or "(top level)"
-
-
-def parse_problem(data: object) -> RouteProblem | PickPlaceProblem | CarrierProblem:
-    """Validate decoded JSON into a problem, or raise `ProblemError` naming each bad field."""
-    try:
-        return _ADAPTER.validate_python(data)
-    except ValidationError as exc:
-        raise ProblemError(
-            [f"{_field_path(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        ) from exc
 
 
 class Plan(BaseModel):

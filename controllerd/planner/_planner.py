@@ -1,4 +1,4 @@
-"""`plan`: the one entry point that dispatches a validated problem to its solver."""
+"""`plan` and `plan_rack_batches`: the entry points that dispatch a validated problem."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from controllerd.planner._model import (
     RouteProblem,
 )
 from controllerd.planner._pick_place import solve_pick_place
+from controllerd.planner._rack_batches import solve_rack_batches
+from controllerd.planner._rack_model import RackBatchPlan, RackBatchProblem
 from controllerd.planner._route import solve_route
 
 DEFAULT_BUDGET_MS = 1000.0
@@ -36,3 +38,23 @@ def plan(
             problem, budget_s=budget_s, seed=seed, max_iterations=max_iterations
         )
     return solve_carrier(problem, budget_s=budget_s, seed=seed, max_iterations=max_iterations)
+
+
+def plan_rack_batches(
+    problem: RackBatchProblem,
+    *,
+    budget_ms: float = DEFAULT_BUDGET_MS,
+    seed: int = 0,
+    max_iterations: int | None = None,
+) -> RackBatchPlan:
+    """Plan a whole job's rack batches within `budget_ms` (same contract as `plan`).
+
+    The first feasible plan (visits, store tour, exact split) always completes; the budget and
+    `max_iterations` bound the improvement that follows.
+    """
+    return solve_rack_batches(
+        problem,
+        budget_s=max(budget_ms, 0.0) / 1e3,
+        seed=seed,
+        max_iterations=max_iterations,
+    )

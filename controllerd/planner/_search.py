@@ -71,14 +71,16 @@ def search_tour(
     seed: int,
     max_iterations: int | None = None,
     last_fixed: bool = False,
+    exact_max_nodes: int = EXACT_MAX_NODES,
 ) -> TourSearchResult:
     """Best closed tour found within `budget_s` seconds (construction always completes).
 
     `last_fixed` puts node m-1 last in the starting tour (used for the dummy end of open routes).
+    Tours of up to `exact_max_nodes` nodes (at most `EXACT_MAX_NODES`) are enumerated instead.
     """
     deadline = time.perf_counter() + budget_s
     m = D.shape[0]
-    if m <= EXACT_MAX_NODES:
+    if m <= min(exact_max_nodes, EXACT_MAX_NODES):
         return exact_tour(D, last_fixed=last_fixed)
     nout = neighbour_lists(D, NEIGHBOURS, False)
     nin = nout if symmetric else neighbour_lists(D, NEIGHBOURS, True)

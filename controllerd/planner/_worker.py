@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Self
 
 from controllerd.planner._model import CarrierProblem, PickPlaceProblem, Plan, RouteProblem
+from controllerd.planner._rack_model import RackBatchPlan, RackBatchProblem
 
 
 def _warm_up() -> int:
@@ -24,17 +25,15 @@ def _warm_up() -> int:
     import os
 
     from controllerd.planner import _kernels
-    from controllerd.planner._model import parse_problem
+    from controllerd.planner._model import MotionSpec, RouteProblem
     from controllerd.planner._planner import plan
 
     _kernels.warm_up()
     axis = {"v_mm_s": 800.0, "a_mm_s2": 4000.0}
-    tiny = parse_problem(
-        {
-            "motion": {"x": axis, "y": axis},
-            "start": [0.0, 0.0],
-            "points": [[float(i * 7 % 5), float(i * 3 % 4)] for i in range(12)],
-        }
+    tiny = RouteProblem(
+        motion=MotionSpec.model_validate({"x": axis, "y": axis}),
+        start=(0.0, 0.0),
+        points=[(float(i * 7 % 5), float(i * 3 % 4)) for i in range(12)],
     )
     plan(tiny, budget_ms=5.0, seed=0)
     return os.getpid()
@@ -50,6 +49,15 @@ def _plan(
     from controllerd.planner._planner import plan
 
     return plan(problem, budget_ms=budget_ms, seed=seed, max_iterations=max_iterations)
+
+
+def _plan_rack_batches(
+    problem: RackBatchProblem, budget_ms: float, seed: int, max_iterations: int | None
+) -> RackBatchPlan:
+    """Runs in the worker."""
+    from controllerd.planner._planner import plan_rack_batches
+
+    return plan_rack_batches(problem, budget_ms=budget_ms, seed=seed, max_iterations=max_iterations)
 
 
 class PlannerWorker:
@@ -104,4 +112,24 @@ class PlannerWorker:
             raise RuntimeError("PlannerWorker is not running: use 'async with PlannerWorker()'")
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, _plan, problem, budget_ms, seed, max_iterations
+        )
+
+    async def plan_rack_batches(
+        self,
+        problem: RackBatchProblem,
+        *,
+        budget_ms: float,
+        seed: int = 0,
+        max_iterations: int | None = None,
+    ) -> RackBatchPlan:
+        """Plan a pick job's rack batches in the worker (see `plan_rack_batches`).
+
+        This is what the pick-job executor consumes: `batches` in order, each with its racks in
+        fetch order (slot i of the station for the i-th), its tubes in pick order and the
+        exposure of every rack trip.
+        """
+        if self._pool is None:
+            raise RuntimeError("PlannerWorker is not running: use 'async with PlannerWorker()'")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, _plan_rack_batches, problem, budget_ms, seed, max_iterations
         )

@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from controllerd.planner._model import ProblemError, parse_problem
-from controllerd.planner._planner import DEFAULT_BUDGET_MS, plan
+from controllerd.planner._model import ProblemError
+from controllerd.planner._parse import parse_problem
+from controllerd.planner._planner import DEFAULT_BUDGET_MS, plan, plan_rack_batches
+from controllerd.planner._rack_model import RackBatchProblem
 
 EXIT_INVALID = 2
 
@@ -23,7 +25,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "plan",
         help="plan a pick list offline and print the plan as JSON",
-        description="Plan a route, pick-and-place or carrier problem (see docs/planner.md).",
+        description="Plan a route, pick-and-place, carrier or rack-batch problem "
+        "(see docs/planner.md).",
     )
     configure_parser(parser)
     return parser
@@ -70,8 +73,15 @@ def run(args: argparse.Namespace) -> int:
     if args.max_iterations is not None and args.max_iterations < 0:
         print("--max-iterations: must be ≥ 0", file=sys.stderr)
         return EXIT_INVALID
-    result = plan(
-        problem, budget_ms=args.budget_ms, seed=args.seed, max_iterations=args.max_iterations
+    options: dict[str, Any] = {
+        "budget_ms": args.budget_ms,
+        "seed": args.seed,
+        "max_iterations": args.max_iterations,
+    }
+    result = (
+        plan_rack_batches(problem, **options)
+        if isinstance(problem, RackBatchProblem)
+        else plan(problem, **options)
     )
     print(result.model_dump_json(exclude_none=True))
     return 0

@@ -14,7 +14,7 @@ import pytest
 from controllerd.planner import PlannerWorker
 from controllerd.planner.cli import add_parser, main, run
 
-from .conftest import MOTION, random_points, route, route_cost
+from .conftest import MOTION, rack_job, random_points, route, route_cost
 
 
 def _write(tmp_path: Path, data: Any) -> Path:
@@ -81,6 +81,9 @@ async def test_worker_plans_off_the_event_loop() -> None:
             beat = group.create_task(heartbeat(), name="heartbeat")
             result = await worker.plan(problem, budget_ms=300, seed=1)
             beat.cancel()
+        job = rack_job(tubes=30, racks=8, slots=3, limit_s=150.0, seed=1)
+        batches = await worker.plan_rack_batches(job, budget_ms=50, seed=1)
     assert sorted(result.order) == list(range(600))
+    assert sorted(batches.order) == list(range(30))
     # The loop kept running while the worker planned (a blocked loop would not tick at all).
     assert ticks >= 5
