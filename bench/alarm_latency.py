@@ -42,9 +42,18 @@ ON_DELAY_S = 1.0
 LIMIT_C = -70.0
 
 
+def controller_id(interval_s: float) -> str:
+    """One controller per interval: no alarm state or retained topic carries over."""
+    return f"latency-{round(interval_s * 1000)}ms"
+
+
 def room(workdir: Path, broker_port: int, interval_s: float) -> Path:
     data: dict[str, Any] = {
-        "controller": {"site": "bench", "id": "latency", "state_dir": str(workdir / "state")},
+        "controller": {
+            "site": "bench",
+            "id": controller_id(interval_s),
+            "state_dir": str(workdir / f"state-{interval_s:g}"),
+        },
         "mqtt": {"host": "127.0.0.1", "port": broker_port},
         "logging": {"level": "warning", "format": "json"},
         "simulator": {"control_socket": str(workdir / "sim.sock"), "speed": 1.0},
@@ -101,7 +110,7 @@ async def measure(
 ) -> list[float]:
     path = room(workdir, broker.port, interval_s)
     config = load_config(path)
-    topic = "biobank/bench/latency/alarms/freezer.temperature_c.high"
+    topic = f"biobank/bench/{controller_id(interval_s)}/alarms/freezer.temperature_c.high"
     latencies: list[float] = []
     rng = random.Random(7)
     async with SimulatedRoom(config=config, scenario=False) as sim:
