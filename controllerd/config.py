@@ -86,6 +86,58 @@ class OperatorConfig(Strict):
     _id = field_validator("id")(check_id)
 
 
+def _default_port_origins() -> dict[str, tuple[float, float]]:
+    # The demo's pick station: ports side by side along x, 130 mm apart.
+    names = ("P1", "P2", "P3", "P4", "OUT")
+    return {name: (20.0 + 130.0 * i, 20.0) for i, name in enumerate(names)}
+
+
+class JobsSection(Strict):
+    """`[jobs]`: pick jobs on the room's tube store and picker (docs/jobs.md)."""
+
+    store: str | None = Field(default=None, description="Tube store id (default: the only one).")
+    picker: str | None = Field(default=None, description="Picker id (default: the only one).")
+    rack_ports: tuple[str, ...] = Field(
+        default=("P1", "P2", "P3", "P4"),
+        min_length=1,
+        description="Pick-station ports racks are fetched into (K = how many racks at once).",
+    )
+    output_port: str = Field(default="OUT", description="Port holding the output rack.")
+    port_origins_mm: dict[str, tuple[float, float]] = Field(
+        default_factory=_default_port_origins,
+        description="Gantry (x, y) in mm of position A1 of each port's rack.",
+    )
+    pitch_mm: float = Field(default=9.0, gt=0, description="Rack position pitch (SBS: 9 mm).")
+    exposure_limit_s: float = Field(
+        default=900.0, gt=0, description="E: most seconds a rack may spend out of the cold."
+    )
+    exposure_margin_s: float = Field(
+        default=60.0, ge=0, description="Racks go back once within this of E."
+    )
+    pick_chamber_max_c: float = Field(
+        default=-15.0, description="Racks go back while the pick chamber is warmer than this."
+    )
+    max_tubes: int = Field(default=96, ge=1, le=960, description="Most tubes in one job.")
+    window: int = Field(
+        default=200, ge=1, le=900, description="Movements in flight past the inventory's ack."
+    )
+    republish_s: float = Field(
+        default=10.0, gt=0, description="Republish unacknowledged movements after this."
+    )
+
+    @model_validator(mode="after")
+    def _check_ports(self) -> JobsSection:
+        ports = (*self.rack_ports, self.output_port)
+        missing = [port for port in ports if port not in self.port_origins_mm]
+        if missing:
+            raise ValueError(f"port_origins_mm: no origin for port(s) {', '.join(missing)}")
+        if self.output_port in self.rack_ports or len(set(self.rack_ports)) != len(
+            self.rack_ports
+        ):
+            raise ValueError("rack_ports: each once, and not the output port")
+        return self
+
+
 class LoggingSection(Strict):
     """`[logging]`: structlog output."""
 
@@ -298,6 +350,7 @@ class Config(Strict):
     escalation: EscalationSection = Field(
         default_factory=EscalationSection, description="The call tree."
     )
+    jobs: JobsSection = Field(default_factory=JobsSection, description="Pick jobs.")
 
     @model_validator(mode="after")
     def _check_devices(self) -> Config:
@@ -308,6 +361,11 @@ class Config(Strict):
             if op.id in seen:
                 problems.append(f"operators[{index}].id: duplicate operator '{op.id}'")
             seen.add(op.id)
+        kinds = {dev.id: dev.kind for dev in self.devices}
+        for key, kind in (("store", "tube_store"), ("picker", "tube_picker")):
+            wanted = getattr(self.jobs, key)
+            if wanted is not None and kinds.get(wanted) != kind:
+                problems.append(f"jobs.{key}: no {kind} '{wanted}'")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -28,8 +28,11 @@ from controllerd.config import (
     TubeStoreConfig,
     UltFreezerConfig,
 )
+from controllerd.jobs import JobManager
 from controllerd.ln2 import FillCommand, Ln2Tank, apply_fill
 from controllerd.mqtt import MqttConnection
+from controllerd.outbox import FILE_NAME as OUTBOX_FILE
+from controllerd.outbox import Outbox, open_state_db
 from controllerd.poller import DevicePoller
 from controllerd.sdnotify import SystemdNotifier
 from controllerd.statedb import StateDb
@@ -102,6 +105,9 @@ class Supervisor:
         self.mqtt: MqttConnection | None = None
         self.db: StateDb | None = None
         self.commands: CommandRouter | None = None
+        #: the durable movement outbox and the pick jobs (controllerd.outbox, controllerd.jobs)
+        self.outbox: Outbox | None = None
+        self.jobs: JobManager | None = None
         self.alarms: AlarmService
         self._status_line = ""
 
@@ -121,7 +127,31 @@ class Supervisor:
             self.alarms = AlarmService(
                 config=cfg, mqtt=mqtt, topics=self.topics, db=self.db, commands=self.commands
             )
+            # Movements and the job journal share one SQLite file (one transaction per tube).
+            jobs_db = open_state_db(cfg.controller.state_dir / OUTBOX_FILE)
+            self._exit.callback(jobs_db.close)
+            self.outbox = Outbox(
+                db=jobs_db,
+                mqtt=mqtt,
+                topic=self.topics.movements,
+                telemetry_topic=self.topics.controller_telemetry,
+                window=cfg.jobs.window,
+                republish_s=cfg.jobs.republish_s,
+            )
+            mqtt.subscribe(self.topics.inventory_ack, self.outbox.handle_ack)
+            self.jobs = JobManager(
+                config=cfg,
+                db=jobs_db,
+                outbox=self.outbox,
+                mqtt=mqtt,
+                topics=self.topics,
+                stores=self.stores,
+                pickers=self.pickers,
+                alarms=self.alarms.engine,
+            )
+            self.jobs.register(self.commands)
             self.mqtt = await self._exit.enter_async_context(mqtt)
+            await self._exit.enter_async_context(self.outbox)
             await self._exit.enter_async_context(self.alarms)
             self._task_group = await self._exit.enter_async_context(asyncio.TaskGroup())
             for device in cfg.devices:
@@ -147,6 +177,8 @@ class Supervisor:
                 self._tasks.append(
                     self._task_group.create_task(poller.run(), name=f"poll-{device.id}")
                 )
+            # Jobs start once the devices exist (an interrupted job is reconciled first).
+            await self._exit.enter_async_context(self.jobs)
             self._tasks.append(self._task_group.create_task(self._watch(), name="watchdog"))
             self._tasks.append(self._task_group.create_task(self._heartbeat(), name="heartbeat"))
             await self._startup()

@@ -1,0 +1,41 @@
+"""Pick jobs: the `pick` and `cancel` commands, a priority queue, the executor that fetches
+racks and picks tubes with barcode verification, the crash-safe journal and the progress topic
+(docs/jobs.md). Movements go through the durable outbox (controllerd.outbox).
+"""
+
+from controllerd.jobs._batches import Batch, fcfs_batches, plan_batches
+from controllerd.jobs._executor import JobExecutor, JobFailed
+from controllerd.jobs._journal import Journal
+from controllerd.jobs._manager import JobManager
+from controllerd.jobs._model import (
+    FINAL_STATES,
+    MAX_BARCODES,
+    CancelRequest,
+    Job,
+    JobProgress,
+    JobState,
+    PickRequest,
+    TubeTask,
+)
+from controllerd.jobs._progress import ProgressReporter
+from controllerd.jobs._queue import JobQueue
+
+__all__ = [
+    "FINAL_STATES",
+    "MAX_BARCODES",
+    "Batch",
+    "CancelRequest",
+    "Job",
+    "JobExecutor",
+    "JobFailed",
+    "JobManager",
+    "JobProgress",
+    "JobQueue",
+    "JobState",
+    "Journal",
+    "PickRequest",
+    "ProgressReporter",
+    "TubeTask",
+    "fcfs_batches",
+    "plan_batches",
+]

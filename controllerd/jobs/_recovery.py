@@ -1,0 +1,100 @@
+"""After a crash: reconcile the journal with the store and the picker before jobs resume.
+
+* Racks the journal has out of the cold: the store's inventory says where each one is now.
+  In a port: the executor keeps it there (the job resumes with it). Back on its shelf: its trip
+  ends now. On the robot: the store is still moving it; wait until it is not.
+* A tube whose step was interrupted (`picking`: its slot reserved, the pick may or may not have
+  happened; `held`: picked, maybe placed): the picker's `holding` flag says whether it is in the
+  gripper — then it is carried to its slot and placed. Otherwise its slot is scanned: there, the
+  place happened and only the record is missing; else its source position is scanned: there,
+  the pick never happened and it goes back to `pending`. A tube found in neither place is marked
+  failed with an alarm (never guessed into a movement).
+
+A movement is recorded only in the same transaction that marks its tube `done`, so a tube that
+is `done` in the journal is never recorded again, and one that is not has no movement yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from controllerd.jobs._executor import JobExecutor
+from controllerd.jobs._journal import Journal
+from controllerd.jobs._model import Job, TubeTask
+from controllerd.store import TubeStore
+from drivers import Backoff, DriverError
+
+_log = structlog.get_logger("controllerd.jobs.recovery")
+
+#: How long recovery waits for a rack the store is still moving.
+ROBOT_WAIT_S = 600.0
+
+
+async def _rack_locations(store: TubeStore, racks: list[str]) -> dict[str, str]:
+    """rack -> `store` | `port:<p>` from a fresh inventory, waiting out racks on the robot."""
+    backoff = Backoff(initial_s=0.5, max_s=10.0)
+    async with asyncio.timeout(ROBOT_WAIT_S):
+        while True:
+            try:
+                inventory = await store.load_inventory()
+            except DriverError as exc:
+                if backoff.failures == 0:
+                    _log.warning("store not reachable for recovery: retrying", error=str(exc))
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            locations = {}
+            for rack in racks:
+                try:
+                    locations[rack] = inventory.rack(rack).location
+                except KeyError:
+                    locations[rack] = "unknown"
+            if all(where != "robot" for where in locations.values()):
+                return locations
+            await asyncio.sleep(backoff.next_delay())
+
+
+async def recover(
+    *, jobs: list[Job], executor: JobExecutor, journal: Journal, store: TubeStore
+) -> None:
+    """Bring the executor's station and each interrupted tube in line with the devices."""
+    out = [rack for store_id, rack in journal.racks_out() if store_id == store.device.id]
+    if out:
+        locations = await _rack_locations(store, out)
+        for rack, where in locations.items():
+            if where.startswith("port:"):
+                executor.station[rack] = where.removeprefix("port:")
+            else:
+                journal.rack_in(store.device.id, rack, time.time())
+                _log.info("rack found back in the store", rack=rack, location=where)
+        _log.info("racks at the pick station after restart", station=executor.station)
+    for job in jobs:
+        for tube in job.tubes:
+            if tube.state in ("picking", "held"):
+                await _resolve_tube(job, tube, executor, journal)
+
+
+async def _resolve_tube(job: Job, tube: TubeTask, executor: JobExecutor, journal: Journal) -> None:
+    log = _log.bind(job=job.job, barcode=tube.barcode)
+    status = await executor.status()
+    if status.holding:
+        log.info("tube found in the gripper: placing it in its slot")
+        journal.tube_state(job.job, tube, "held")
+        await executor.place_held(job, tube)
+        return
+    assert tube.out_position is not None
+    if await executor.scan_at(executor.output_port, tube.out_position) == tube.barcode:
+        log.info("tube found in its output slot: recording its movement")
+        executor.record_movement(job, tube)
+        return
+    port = executor.station.get(tube.rack)
+    if port is not None and await executor.scan_at(port, tube.position) == tube.barcode:
+        log.info("tube found at its source: picking it again")
+        journal.tube_state(job.job, tube, "pending")
+        return
+    text = f"{tube.barcode} not found after restart (not held, not in its slot or source)"
+    log.error("tube lost track of", error=text)
+    executor.alarm("tube_unaccounted", active=True, text=text)
+    journal.tube_state(job.job, tube, "failed", text)
