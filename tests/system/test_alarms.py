@@ -23,6 +23,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from controllerd.broker import free_port
+from controllerd.config import TubeStoreConfig
+from drivers import DeviceRejected
+from drivers.opcua import OpcUaStoreDriver
 from tests.system._mqtt import Observer
 from tests.system.conftest import Stack, make_stack
 
@@ -430,3 +433,21 @@ async def test_store_alarms(alarm_room: Stack, observer: Observer) -> None:
     )
     assert warm["value"] > -70.0
     await alarm_room.inject("store-1", "chamber_warm", clear=True)
+
+    # A jam during a method call: the store goes Faulted, which is an alarm of the daemon's.
+    store_config = alarm_room.config.device("store-1")
+    assert isinstance(store_config, TubeStoreConfig)
+    await alarm_room.inject("store-1", "robot_jam")
+    async with OpcUaStoreDriver(device_id="test-client", config=store_config.driver) as client:
+        await client.connect()
+        with pytest.raises(DeviceRejected, match="robot jam"):
+            await client.retrieve_rack("R0001", "P1")
+        faulted = await observer.wait_for(
+            f"{base}/alarms/store-1.state_code", is_state("unacked"), since=mark, timeout=30
+        )
+        assert faulted["message"] == "store faulted"
+        await alarm_room.inject("store-1", "robot_jam", clear=True)
+        await client.reset()
+    await observer.wait_for(
+        f"{base}/alarms/store-1.state_code", is_state("rtn_unacked"), since=mark, timeout=30
+    )
