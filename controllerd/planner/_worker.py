@@ -5,7 +5,8 @@ every plan. `__aenter__` waits until the worker has imported numba, loaded the c
 from the on-disk cache (compiling them once if the cache is cold) and solved a tiny problem, so
 the daemon can report READY knowing the first real plan starts at full speed. Plans queue: the
 worker solves one at a time. Cancelling an awaiting `plan` call does not stop a plan already
-running in the worker; it ends at its budget and its result is dropped.
+running in the worker; it ends at its budget and its result is dropped. The worker runs at a
+lower CPU priority (`WORKER_NICENESS`) than the daemon.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typing import Self
 from controllerd.planner._model import CarrierProblem, PickPlaceProblem, Plan, RouteProblem
 from controllerd.planner._rack_model import RackBatchPlan, RackBatchProblem
 
+WORKER_NICENESS = 10
+"""Added to the worker process's nice value, so the daemon's event loop keeps priority."""
+
 
 def _warm_up() -> int:
     """Runs in the worker: compile or load the kernels, then plan a tiny problem end to end."""
@@ -28,6 +32,9 @@ def _warm_up() -> int:
     from controllerd.planner._model import MotionSpec, RouteProblem
     from controllerd.planner._planner import plan
 
+    # Planning is background work: the daemon's event loop (alarms) wins the CPU when they
+    # compete, which matters on small controllers with two cores.
+    os.nice(WORKER_NICENESS)
     _kernels.warm_up()
     axis = {"v_mm_s": 800.0, "a_mm_s2": 4000.0}
     tiny = RouteProblem(
