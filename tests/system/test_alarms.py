@@ -101,6 +101,9 @@ def alarm_room(
                         "state_code": {"discrete": {"active_when": 2, "text": "store faulted"}},
                     }
                 }
+            if device["id"] == "probe-4":
+                # Stale after 4 s instead of the demo's 60 s: the daemon measures real time.
+                device["registers"][0]["stale_after_s"] = 4.0
             if device["id"] == "probe-3":
                 device["alarms"] = {"values": {"temperature_c": {"high": {"limit": 40.0}}}}
         data["operators"] = [
@@ -339,7 +342,9 @@ async def test_disconnect_is_one_comm_loss_alarm(alarm_room: Stack, observer: Ob
     raised = {
         body.get("alarm")
         for t, body, _ in observer.messages[mark:]
-        if t == f"{base}/pages" and body.get("event") == "raised"
+        if t == f"{base}/pages"
+        and body.get("event") == "raised"
+        and str(body.get("alarm")).startswith("freezer-2.")
     }
     assert raised == {"freezer-2.comm_loss"}
     await alarm_room.inject("freezer-2", "disconnect", clear=True)
@@ -450,4 +455,32 @@ async def test_store_alarms(alarm_room: Stack, observer: Observer) -> None:
         await client.reset()
     await observer.wait_for(
         f"{base}/alarms/store-1.state_code", is_state("rtn_unacked"), since=mark, timeout=30
+    )
+
+
+async def test_stuck_value_is_uncertain_and_a_stale_alarm(
+    alarm_room: Stack, observer: Observer
+) -> None:
+    base = alarm_room.base
+    mark = observer.mark()
+    await alarm_room.inject("probe-4", "stuck")
+    try:
+        stale = await observer.wait_for(
+            f"{base}/devices/probe-4/telemetry",
+            lambda b: b["quality"] == "uncertain",
+            since=mark,
+            timeout=30,
+        )
+        assert stale["stale"] == ["temperature_c"]
+        alarm = await observer.wait_for(
+            f"{base}/alarms/probe-4.temperature_c.stale", is_state("unacked"), since=mark
+        )
+        assert alarm["severity"] == "medium"
+    finally:
+        await alarm_room.inject("probe-4", "stuck", clear=True)
+    await observer.wait_for(
+        f"{base}/devices/probe-4/telemetry",
+        lambda b: b["quality"] == "good",
+        since=mark,
+        timeout=30,
     )
