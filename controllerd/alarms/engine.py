@@ -14,7 +14,9 @@ Alarm ids: `{device}.comm_loss`, `{device}.{value}.sensor_fault`, `{device}.{val
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -100,12 +102,14 @@ class _Grace:
             return now - self.closed_at < self.rule.recovery_s
         return False
 
-    def deadline(self) -> float | None:
+    def deadline(self, now: float) -> float | None:
+        """When the grace period ends, if it has not yet."""
+        end = None
         if self.opened_at is not None:
-            return self.opened_at + self.rule.grace_s
-        if self.closed_at is not None and self.opened_for < self.rule.grace_s:
-            return self.closed_at + self.rule.recovery_s
-        return None
+            end = self.opened_at + self.rule.grace_s
+        elif self.closed_at is not None and self.opened_for < self.rule.grace_s:
+            end = self.closed_at + self.rule.recovery_s
+        return end if end is not None and end > now else None
 
 
 @dataclass
@@ -144,6 +148,8 @@ class AlarmEngine:
         self.points: dict[str, _Point] = {}
         self._dirty: dict[str, list[tuple[Event | str, str]]] = {}
         self._wake = asyncio.Event()
+        self._rearm = asyncio.Event()
+        self._armed_for = math.inf
         self._flushed = asyncio.Condition()
         self._tasks: asyncio.TaskGroup | None = None
         self._running: list[asyncio.Task[None]] = []
@@ -472,6 +478,10 @@ class AlarmEngine:
             self._apply(point, point.state.set_suppressed(suppressed))
             self._apply(point, point.state.expire_shelve(wall))
         self._apply(dev.comm, dev.comm.state.expire_shelve(wall))
+        deadline = self._device_deadline(dev)
+        if deadline is not None and deadline < self._armed_for:
+            self._armed_for = deadline
+            self._rearm.set()
 
     def _set_condition(self, point: _Point, condition: bool, value: float | None) -> None:
         if value is not None:
@@ -494,18 +504,23 @@ class AlarmEngine:
         self._generation += 1
         self._wake.set()
 
-    def next_deadline(self) -> float | None:
+    def _device_deadline(self, dev: _Device) -> float | None:
         deadlines: list[float] = []
-        for dev in self._devices.values():
-            for point in self._device_points(dev):
-                if point.detector is not None:
-                    d = point.detector.deadline()
-                    if d is not None:
-                        deadlines.append(d)
-            for grace in dev.graces.values():
-                d = grace.deadline()
+        now = self._clock()
+        for point in self._device_points(dev):
+            if point.detector is not None:
+                d = point.detector.deadline()
                 if d is not None:
                     deadlines.append(d)
+        for grace in dev.graces.values():
+            d = grace.deadline(now)
+            if d is not None:
+                deadlines.append(d)
+        return min(deadlines) if deadlines else None
+
+    def next_deadline(self) -> float | None:
+        """When the earliest delay, grace period or comm-loss time ends (monotonic)."""
+        deadlines = [d for dev in self._devices.values() if (d := self._device_deadline(dev))]
         return min(deadlines) if deadlines else None
 
     def tick(self) -> None:
@@ -517,8 +532,13 @@ class AlarmEngine:
     async def _timer(self) -> None:
         while True:
             deadline = self.next_deadline()
+            self._armed_for = math.inf if deadline is None else deadline
             delay = 1.0 if deadline is None else max(0.0, deadline - self._clock()) + 0.001
-            await asyncio.sleep(min(delay, 1.0))
+            self._rearm.clear()
+            # Sleep until the deadline, or until a reading brings an earlier one.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(delay, 1.0)):
+                    await self._rearm.wait()
             self.tick()
 
     # ------------------------------------------------------------------ output

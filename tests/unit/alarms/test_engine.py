@@ -278,3 +278,15 @@ def test_comm_loss_counts_from_the_last_good_answer() -> None:
     assert det.active
     det.ok(3605.0)
     assert not det.active
+
+
+async def test_no_deadline_left_once_a_grace_period_is_over(tmp_path: Path) -> None:
+    h = Harness(tmp_path, FAST)
+    async with h.db, h.engine:
+        await h.feed(-80)
+        await h.feed(-80, door=1)
+        assert h.engine.next_deadline() is not None
+        for _ in range(60):  # the door stays open far past its grace and the door alarm's delay
+            await h.feed(-80, door=1)
+        # Nothing pending: the timer must sleep, not spin on a deadline in the past.
+        assert h.engine.next_deadline() is None
