@@ -30,7 +30,7 @@ from controllerd.jobs._journal import Journal
 from controllerd.jobs._model import Job, TubeTask
 from controllerd.jobs._progress import ProgressReporter
 from controllerd.outbox import Outbox
-from drivers import Backoff, DriverError
+from drivers import Backoff, DeviceRejected, DriverError
 from firmware_bridge import CommandRejected, PickerStatus, Position
 from inventory.events import Location
 
@@ -240,9 +240,15 @@ class JobExecutor:
             if not free:
                 raise JobFailed("no free rack port")
             port = free[0]
-            self._journal.step(job.job, "retrieve", rack, "before", port=port)
-            await self._store.retrieve_rack(rack, port)
+            # Out before the call: after a crash mid-retrieve, recovery asks the store where
+            # it ended up (and the exposure clock errs on the safe side).
             self._journal.rack_out(self._store_id, rack, time.time())
+            self._journal.step(job.job, "retrieve", rack, "before", port=port)
+            try:
+                await self._store.retrieve_rack(rack, port)
+            except DeviceRejected:  # refused: it never left its shelf
+                self._journal.rack_in(self._store_id, rack, time.time())
+                raise
             self.station[rack] = port
             self._journal.step(job.job, "retrieve", rack, "after", port=port)
 

@@ -4,7 +4,12 @@ the pick command on the demo stack (simulators, daemon, inventoryd)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import random
+import signal
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +29,7 @@ from controllerd.topics import Topics
 from inventory import Inventory, verify_store
 from inventory import parse_config as parse_inventory_config
 from inventory.events import Location
+from simulators._control import inject as sim_inject
 from simulators._control import status as sim_status
 from tests.system._mqtt import Observer
 from tests.system.conftest import Stack, make_stack
@@ -126,11 +132,12 @@ def _room_edit(data: dict[str, Any]) -> None:
         {"id": "bob", "roles": ["ack"]},
     ]
     data["jobs"] = {"republish_s": 2.0}
+    data["mqtt"]["reconnect_max_s"] = 1.0
 
 
 @pytest.fixture(scope="module")
 def job_room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = make_stack(tmp_path_factory.mktemp("jobs"), speed=50.0, edit=_room_edit)
+    stack = make_stack(tmp_path_factory.mktemp("jobs"), speed=20.0, edit=_room_edit)
     try:
         stack.start_simulators()
         stack.start_daemon()
@@ -139,18 +146,26 @@ def job_room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.stop()
 
 
-@pytest.fixture
-async def ledger(job_room: Stack) -> AsyncIterator[Inventory]:
+def _inventory_for(stack: Stack) -> Inventory:
     """The site's inventory service (a real one, in this process), for the room's movements."""
     config = parse_inventory_config(
         {
-            "inventory": {"site": job_room.config.controller.site},
-            "mqtt": {"port": job_room.broker.port, "reconnect_initial_s": 0.1},
-            "store": {"url": f"sqlite://{job_room.workdir / 'ledger.sqlite3'}"},
+            "inventory": {"site": stack.config.controller.site},
+            "mqtt": {
+                "port": stack.broker.port,
+                "reconnect_initial_s": 0.1,
+                "reconnect_max_s": 0.5,
+            },
+            "store": {"url": f"sqlite://{stack.workdir / 'ledger.sqlite3'}"},
             "logging": {"format": "json"},
         }
     )
-    async with Inventory(config=config) as inventory:
+    return Inventory(config=config)
+
+
+@pytest.fixture
+async def ledger(job_room: Stack) -> AsyncIterator[Inventory]:
+    async with _inventory_for(job_room) as inventory:
         await inventory.wait_ready()
         yield inventory
 
@@ -291,3 +306,109 @@ async def test_pick_of_20_tubes_end_to_end(job_room: Stack, ledger: Inventory) -
     assert all(r["location"] == "store" for r in status["devices"]["store-1"]["racks"].values())
     with specimen_map(job_room) as smap:
         assert all(smap.where(code) is None for code in barcodes)
+
+
+def _journal_counts(stack: Stack, job: str) -> dict[str, int]:
+    """Tube states of a job, read from the daemon's journal (survives every restart)."""
+    with contextlib.closing(
+        sqlite3.connect(stack.config.controller.state_dir / "jobs.sqlite3", timeout=10)
+    ) as db:
+        rows = db.execute(
+            "SELECT state, COUNT(*) FROM job_tubes WHERE job = ? GROUP BY state", (job,)
+        ).fetchall()
+        (state,) = db.execute("SELECT state FROM jobs WHERE job = ?", (job,)).fetchone()
+    counts = {str(s): int(n) for s, n in rows}
+    counts["job_" + str(state)] = 1
+    return counts
+
+
+async def _until_counts(stack: Stack, job: str, predicate: Any, timeout: float = 60) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate(_journal_counts(stack, job)):  # noqa: ASYNC110 - a database
+            await asyncio.sleep(0.1)
+
+
+def _kill_daemon(stack: Stack) -> None:
+    assert stack.daemon is not None
+    os.killpg(stack.daemon.pid, signal.SIGKILL)
+    stack.daemon.wait()
+    stack.start_daemon()
+
+
+async def test_faults_during_a_job_lose_and_duplicate_nothing(job_room: Stack) -> None:
+    """Two kill -9 of the daemon at random steps, three broker restarts, the inventory down a
+    while, a misread and a jam: every tube is where the movements say, each reported once."""
+    rng = random.Random(8)
+    racks = await _loaded_map(job_room)
+    barcodes = [code for rack in sorted(racks)[6:11] for _, code in racks[rack][:6]]
+    assert len(barcodes) == 30
+    source = {code: (rack, pos) for rack in racks for pos, code in racks[rack] if code in barcodes}
+    inventory = _inventory_for(job_room)
+    sock = Path(job_room.control_socket)
+    async with inventory:
+        await inventory.wait_ready()
+        reply = await command(
+            job_room,
+            "pick",
+            {"command_id": uuid.uuid4().hex, "operator": "alice", "barcodes": barcodes},
+        )
+        assert reply["ok"] is True, reply
+        job = reply["result"]["job"]
+        await _until_counts(job_room, job, lambda c: c.get("done", 0) >= 2)
+        await asyncio.sleep(rng.uniform(0, 0.5))
+        await asyncio.to_thread(_kill_daemon, job_room)  # kill -9 number one
+        await _until_counts(job_room, job, lambda c: c.get("done", 0) >= 4)
+        await sim_inject("picker-1", "misread", socket_path=sock)
+        await _until_counts(job_room, job, lambda c: c.get("failed", 0) >= 1)
+        await sim_inject("picker-1", "misread", clear=True, socket_path=sock)
+        await _until_counts(job_room, job, lambda c: c.get("done", 0) >= 6)
+        await sim_inject("picker-1", "jam", socket_path=sock)
+        await asyncio.sleep(1.0)
+        await sim_inject("picker-1", "jam", clear=True, socket_path=sock)
+        await _until_counts(job_room, job, lambda c: c.get("done", 0) >= 8)
+        await asyncio.to_thread(job_room.broker.stop)  # broker restart number one
+        await asyncio.to_thread(job_room.broker.start)
+        await _until_counts(job_room, job, lambda c: c.get("done", 0) >= 12)
+    # The inventory is down for a while; the broker restarts twice and the daemon is killed
+    # again meanwhile.
+    await asyncio.to_thread(job_room.broker.kill)
+    await asyncio.to_thread(job_room.broker.start)
+    await asyncio.sleep(rng.uniform(0, 1.0))
+    await asyncio.to_thread(_kill_daemon, job_room)  # kill -9 number two
+    await asyncio.to_thread(job_room.broker.stop)
+    await asyncio.to_thread(job_room.broker.start)
+    await _until_counts(job_room, job, lambda c: c.get("done", 0) >= 20)
+    async with inventory:
+        await inventory.wait_ready()
+        await _until_counts(
+            job_room, job, lambda c: c.get("job_done", 0) or c.get("job_failed", 0), timeout=90
+        )
+        counts = _journal_counts(job_room, job)
+        moved = counts.get("done", 0)
+        controller = job_room.config.controller.id
+        async with asyncio.timeout(60):
+            while True:
+                chain = [json.loads(e.payload) for e in await inventory.store.chain(controller)]
+                mine = [e for e in chain if e["job"] == job]
+                if len(mine) >= moved:
+                    break
+                await asyncio.sleep(0.3)
+        report = await verify_store(inventory.store)
+    assert not report.problems, report.problems
+    assert [e["seq"] for e in chain] == list(range(1, len(chain) + 1))
+    assert len(mine) == moved and len({e["barcode"] for e in mine}) == moved
+    assert counts.get("failed", 0) >= 1 and moved + counts.get("failed", 0) == 30, counts
+    status = await _sim_status(job_room)
+    out = status["station"]["OUT"]["tubes"]
+    for event in mine:
+        assert (event["from"]["rack"], event["from"]["position"]) == source[event["barcode"]]
+        assert out[event["to"]["position"]] == event["barcode"]
+    left = set(barcodes) - {e["barcode"] for e in mine}
+    with specimen_map(job_room) as smap:
+        for code in barcodes:
+            where = smap.where(code)
+            if code in left:  # a misread tube stays where it was
+                assert where is not None and (where.rack, where.position) == source[code]
+            else:
+                assert where is None
+    assert sum(1 for code in out.values() if code in left) == 0
