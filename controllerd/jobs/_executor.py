@@ -94,6 +94,7 @@ class JobExecutor:
         alarms: AlarmSink | None = None,
         pick_chamber_c: Callable[[], Awaitable[float | None]] | None = None,
         batching: Callable[[list[TubeTask], int], list[Batch]] = plan_batches,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._cfg = config
         self._store_id = store_id
@@ -106,6 +107,8 @@ class JobExecutor:
         self._alarms = alarms
         self._pick_chamber_c = pick_chamber_c
         self._batching = batching
+        #: wall-clock seconds (exposure is measured with it; the bench runs it on sim time)
+        self._clock = clock
         #: rack -> port, for racks this executor has at the pick station
         self.station: dict[str, str] = {}
         self._homed = False
@@ -212,7 +215,7 @@ class JobExecutor:
             temperature = await self._pick_chamber_c()
             if temperature is not None and temperature > self._cfg.pick_chamber_max_c:
                 return f"pick chamber at {temperature:.1f} °C"
-        now = time.time()
+        now = self._clock()
         limit = self._cfg.exposure_limit_s - self._cfg.exposure_margin_s
         for rack in self.station:
             since = self._journal.rack_out_since(self._store_id, rack)
@@ -242,12 +245,12 @@ class JobExecutor:
             port = free[0]
             # Out before the call: after a crash mid-retrieve, recovery asks the store where
             # it ended up (and the exposure clock errs on the safe side).
-            self._journal.rack_out(self._store_id, rack, time.time())
+            self._journal.rack_out(self._store_id, rack, self._clock())
             self._journal.step(job.job, "retrieve", rack, "before", port=port)
             try:
                 await self._store.retrieve_rack(rack, port)
             except DeviceRejected:  # refused: it never left its shelf
-                self._journal.rack_in(self._store_id, rack, time.time())
+                self._journal.rack_in(self._store_id, rack, self._clock())
                 raise
             self.station[rack] = port
             self._journal.step(job.job, "retrieve", rack, "after", port=port)
@@ -258,7 +261,7 @@ class JobExecutor:
         await self._store.scan_rack(rack)
         self._journal.step(job.job, "store", rack, "before")
         await self._store.store_rack(rack)
-        trip = self._journal.rack_in(self._store_id, rack, time.time())
+        trip = self._journal.rack_in(self._store_id, rack, self._clock())
         self.station.pop(rack, None)
         self._journal.step(job.job, "store", rack, "after", trip_s=round(trip, 3))
 
@@ -313,7 +316,7 @@ class JobExecutor:
     def record_movement(self, job: Job, tube: TubeTask) -> None:
         assert tube.out_rack is not None and tube.out_position is not None
         since = self._journal.rack_out_since(self._store_id, tube.rack)
-        exposure = max(0.0, time.time() - since) if since is not None else 0.0
+        exposure = max(0.0, self._clock() - since) if since is not None else 0.0
         self._outbox.append(
             barcode=tube.barcode,
             from_=Location(store=self._store_id, rack=tube.rack, position=tube.position),
