@@ -51,7 +51,9 @@ class SimulatedCell:
         self.clock = VirtualClock()
         self.station: PickStation = default_station()
         self.store_model = StoreModel(
-            params=StoreSimulation(racks=racks, tube_fill=tube_fill),
+            params=StoreSimulation(
+                racks=racks, tube_fill=tube_fill, towers=max(4, -(-racks // 10))
+            ),
             ambient_c=22.0,
             station=self.station,
             rng=random.Random(seed),
