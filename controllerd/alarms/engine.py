@@ -604,12 +604,15 @@ class AlarmEngine:
         rows: list[tuple[str, int, str, float | None, str]] = [
             (str(e), st.occurrence, st.state, point.value, actor) for e, actor in events
         ]
+        # On the wire first, then stored, then paged: the fsync stays off the alarm's latency,
+        # and a crash between the two is harmless (the restarted daemon republishes what it
+        # stored and raises the occurrence again, paging it once since nobody was paged yet).
+        await self._mqtt.publish(self._topics.alarm(point.alarm), body, qos=1, retain=True)
         await self._db.run(
             lambda: self._db.save_alarm(
                 alarm=point.alarm, device=point.device, state=facts, payload=body, events=rows
             )
         )
-        await self._mqtt.publish(self._topics.alarm(point.alarm), body, qos=1, retain=True)
         for event, actor in events:
             if isinstance(event, Event):
                 _log.info(
