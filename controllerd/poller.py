@@ -18,10 +18,35 @@ import structlog
 from controllerd._time import utc_now
 from controllerd.config import DeviceConfig
 from controllerd.mqtt import Publisher
-from controllerd.topics import DeviceStatePayload, Quality, TelemetryPayload, Topics
+from controllerd.topics import DeviceStatePayload, Quality, Topics, telemetry_json
 from drivers import Driver, DriverError, Reading
 
 _log = structlog.get_logger("controllerd.poller")
+
+#: `stale` of a device without stale-checked values (never modified)
+_NONE_STALE: list[str] = []
+
+
+class _Timestamps:
+    """`utc_now()` for the poll path: strftime once a second, the milliseconds every poll."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> str:
+        """Now, e.g. '2026-11-22T10:15:30.123Z' (what `controllerd._time.utc_now` returns)."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}{int((now - second) * 1000):03d}Z"
+
+
+_timestamps = _Timestamps()
 
 
 @dataclass(slots=True)
@@ -57,6 +82,7 @@ class DevicePoller:
         self._driver = driver
         self._mqtt = mqtt
         self._topics = topics
+        self._telemetry_topic = topics.telemetry(device.id)
         self._log = _log.bind(device=device.id, kind=device.kind)
         self._stale_after = device.stale_limits()
         self._tracks: dict[str, _Track] = {}
@@ -102,16 +128,13 @@ class DevicePoller:
         self.first_cycle_done.set()
 
     async def _succeeded(self, reading: Reading) -> None:
-        stale = self._stale_values(reading)
-        quality: Quality = "bad" if reading.faults else "uncertain" if stale else "good"
-        payload = TelemetryPayload(
-            ts=utc_now(),
-            values=dict(reading.values),
-            quality=quality,
-            faults=dict(reading.faults),
-            stale=stale,
+        stale = self._stale_values(reading) if self._stale_after else _NONE_STALE
+        faults = reading.faults
+        quality: Quality = "bad" if faults else "uncertain" if stale else "good"
+        payload = telemetry_json(
+            ts=_timestamps.now(), values=reading.values, quality=quality, faults=faults, stale=stale
         )
-        await self._mqtt.publish(self._topics.telemetry(self.device.id), payload.to_json())
+        await self._mqtt.publish(self._telemetry_topic, payload)
         if self._alarms is not None:
             self._alarms.on_reading(self.device.id, reading, stale)
         if self.connected is not True:
@@ -120,7 +143,8 @@ class DevicePoller:
             else:
                 self._log.info("device connected")
         self.failures = 0
-        await self._set_state(connected=True, error=None)
+        if self.connected is not True or self.error is not None:
+            await self._set_state(connected=True, error=None)
 
     async def _failed(self, exc: DriverError) -> None:
         self.failures += 1
@@ -129,8 +153,8 @@ class DevicePoller:
             self._log.warning("device not answering", error=error, error_type=type(exc).__name__)
         else:
             self._log.debug("device still not answering", error=error, failures=self.failures)
-        payload = TelemetryPayload(ts=utc_now(), values={}, quality="bad", error=error)
-        await self._mqtt.publish(self._topics.telemetry(self.device.id), payload.to_json())
+        payload = telemetry_json(ts=_timestamps.now(), values={}, quality="bad", error=error)
+        await self._mqtt.publish(self._telemetry_topic, payload)
         if self._alarms is not None:
             self._alarms.on_failure(self.device.id, error)
         # The retained state keeps the error that started the outage: later errors of the same
@@ -151,14 +175,17 @@ class DevicePoller:
 
     def _stale_values(self, reading: Reading) -> list[str]:
         now = time.monotonic()
+        values = reading.values
         stale = []
         for name, limit in self._stale_after.items():
-            if name not in reading.values:
+            value = values.get(name)
+            if value is None:
                 continue
-            value = reading.values[name]
             track = self._tracks.get(name)
-            if track is None or track.value != value:
+            if track is None:
                 self._tracks[name] = _Track(value=value, changed_at=now)
+            elif track.value != value:
+                track.value, track.changed_at = value, now
             elif now - track.changed_at >= limit:
                 stale.append(name)
         return stale

@@ -40,24 +40,20 @@ class ModbusDriver:
         return None
 
     async def read(self) -> Reading:
+        blocks = self._blocks
+        words = await self._link.read_blocks(blocks, unit_id=self._unit_id, device=self._device_id)
         values: dict[str, float] = {}
         faults: dict[str, str] = {}
-        for block in self._blocks:
-            words = await self._link.read_registers(
-                table=block.table,
-                start=block.start,
-                count=block.count,
-                unit_id=self._unit_id,
-                device=self._device_id,
-            )
+        for block, block_words in zip(blocks, words, strict=True):
             try:
-                block_values, block_faults = decode_block(block, words)
+                block_values, block_faults = decode_block(block, block_words)
             except ValueError as exc:
                 raise ProtocolError(
-                    str(exc), device=self._device_id, operation=f"read {block.table} {block.start}"
+                    str(exc), device=self._device_id, operation=block.operation
                 ) from exc
             values.update(block_values)
-            faults.update(block_faults)
+            if block_faults:
+                faults.update(block_faults)
         return Reading(values=values, faults=faults)
 
     async def write(self, name: str, value: float) -> None:

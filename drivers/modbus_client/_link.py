@@ -12,7 +12,7 @@ import contextlib
 import logging
 import termios
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -31,7 +31,7 @@ from drivers._errors import (
     NotConnected,
     ProtocolError,
 )
-from drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, RegisterTable
+from drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, ReadBlock, RegisterTable
 
 #: What opening or using a link raises besides pymodbus's own errors: sockets and serial ports
 #: (termios.error is not an OSError; pyserial raises it when a port refuses its settings).
@@ -39,6 +39,9 @@ _LINK_ERRORS = (OSError, SerialException, termios.error)
 
 # pymodbus logs every failed request at ERROR; the link reports failures itself, once per change.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+#: What a pymodbus call may raise that `_translate` turns into the drivers' errors.
+_CAUGHT = (ConnectionException, TimeoutError, ModbusException, *_LINK_ERRORS)
 
 _log = structlog.get_logger("drivers.modbus")
 
@@ -152,48 +155,65 @@ class ModbusLink:
         """Run one pymodbus call under the line lock, the gap and the timeout; translate errors."""
         cfg = self._config
         async with self._lock:
-            await self._ensure_open(device)
-            assert self._client is not None
-            if self._gap_s:
-                quiet = self._last_frame_end + self._gap_s - time.monotonic()
-                if quiet > 0:
-                    await asyncio.sleep(quiet)
+            if not self.connected:
+                await self._ensure_open(device)
+            client = self._client
+            assert client is not None
             try:
                 # pymodbus times each attempt; this outer bound catches anything that hangs.
                 async with asyncio.timeout(cfg.timeout_s * (cfg.retries + 1) + 1.0):
-                    response = await call(self._client)
-            except ConnectionException as exc:
-                self._mark_broken()
-                raise DeviceTimeout(
-                    f"connection lost: {exc}", device=device, operation=operation
-                ) from exc
-            except TimeoutError as exc:
-                self._timed_out()
-                raise DeviceTimeout(
-                    f"no answer within {cfg.timeout_s} s", device=device, operation=operation
-                ) from exc
-            except ModbusException as exc:
-                # pymodbus raises ModbusIOException when retries ran out without an answer.
-                self._timed_out()
-                if "No response" in str(exc) or "no response" in str(exc):
-                    raise DeviceTimeout(
-                        f"no answer within {cfg.timeout_s} s", device=device, operation=operation
-                    ) from exc
-                raise ProtocolError(str(exc), device=device, operation=operation) from exc
-            except _LINK_ERRORS as exc:
-                self._mark_broken()
-                raise DeviceTimeout(
-                    f"link error: {exc}", device=device, operation=operation
-                ) from exc
+                    response = await self._exchange(call, client)
+            except _CAUGHT as exc:
+                raise self._translate(exc, device=device, operation=operation) from exc
+        self._check(response, device=device, operation=operation)
+        return response
+
+    async def _exchange(self, call: Callable[[Any], Awaitable[Any]], client: Any) -> Any:
+        """One frame out and its answer, after the line's silent gap (lock held)."""
+        if self._gap_s:
+            await self._quiet()
+            try:
+                return await call(client)
             finally:
                 self._last_frame_end = time.monotonic()
+        return await call(client)
+
+    async def _quiet(self) -> None:
+        """Wait out the silent gap since the last frame on the line."""
+        quiet = self._last_frame_end + self._gap_s - time.monotonic()
+        if quiet > 0:
+            await asyncio.sleep(quiet)
+
+    def _translate(self, exc: BaseException, *, device: str, operation: str) -> DriverError:
+        """The drivers' error for what a pymodbus call raised; drops a broken connection."""
+        timeout_s = self._config.timeout_s
+        if isinstance(exc, ConnectionException):
+            self._mark_broken()
+            return DeviceTimeout(f"connection lost: {exc}", device=device, operation=operation)
+        if isinstance(exc, TimeoutError):
+            self._timed_out()
+            return DeviceTimeout(
+                f"no answer within {timeout_s} s", device=device, operation=operation
+            )
+        if isinstance(exc, ModbusException):
+            # pymodbus raises ModbusIOException when retries ran out without an answer.
+            self._timed_out()
+            if "No response" in str(exc) or "no response" in str(exc):
+                return DeviceTimeout(
+                    f"no answer within {timeout_s} s", device=device, operation=operation
+                )
+            return ProtocolError(str(exc), device=device, operation=operation)
+        self._mark_broken()
+        return DeviceTimeout(f"link error: {exc}", device=device, operation=operation)
+
+    @staticmethod
+    def _check(response: Any, *, device: str, operation: str) -> None:
         if response.isError():
             code = int(getattr(response, "exception_code", 0))
             name = _EXCEPTION_NAMES.get(code, "unknown exception")
             raise DeviceRejected(
                 f"Modbus exception {code} ({name})", code=code, device=device, operation=operation
             )
-        return response
 
     def _timed_out(self) -> None:
         # A silent TCP peer is usually a dead connection; reopen it. A serial line stays open:
@@ -205,21 +225,54 @@ class ModbusLink:
         self, *, table: RegisterTable, start: int, count: int, unit_id: int, device: str
     ) -> list[int]:
         """Read `count` registers of `table` from `start` on `unit_id`."""
+        (words,) = await self.read_blocks(
+            [ReadBlock(table, start, count, ())], unit_id=unit_id, device=device
+        )
+        return list(words)
 
-        async def call(client: Any) -> Any:
-            method = (
-                client.read_holding_registers if table == "holding" else client.read_input_registers
-            )
-            return await method(start, count=count, device_id=unit_id)
+    async def read_blocks(
+        self, blocks: Sequence[ReadBlock], *, unit_id: int, device: str
+    ) -> list[Sequence[int]]:
+        """Read each block's registers from `unit_id`, in one turn on the line.
 
-        response = await self.request(call, device=device, operation=f"read {table} {start}")
-        words = list(response.registers)
-        if len(words) != count:
-            raise ProtocolError(
-                f"asked for {count} registers, got {len(words)}",
-                device=device,
-                operation=f"read {table} {start}",
-            )
+        One device read takes the lock once and runs under one outer timeout (the sum of the
+        blocks' budgets): pymodbus still times every attempt, and the gap precedes every frame.
+        """
+        cfg = self._config
+        words: list[Sequence[int]] = []
+        operation = "read"
+        async with self._lock:
+            if not self.connected:
+                await self._ensure_open(device)
+            client = self._client
+            assert client is not None
+            try:
+                async with asyncio.timeout(len(blocks) * cfg.timeout_s * (cfg.retries + 1) + 1.0):
+                    for block in blocks:
+                        operation = block.operation
+                        read = (
+                            client.read_holding_registers
+                            if block.table == "holding"
+                            else client.read_input_registers
+                        )
+                        if self._gap_s:
+                            await self._quiet()
+                        try:
+                            response = await read(block.start, count=block.count, device_id=unit_id)
+                        finally:
+                            if self._gap_s:
+                                self._last_frame_end = time.monotonic()
+                        self._check(response, device=device, operation=operation)
+                        registers: Sequence[int] = response.registers
+                        if len(registers) != block.count:
+                            raise ProtocolError(
+                                f"asked for {block.count} registers, got {len(registers)}",
+                                device=device,
+                                operation=operation,
+                            )
+                        words.append(registers)
+            except _CAUGHT as exc:
+                raise self._translate(exc, device=device, operation=operation) from exc
         return words
 
     async def write_registers(
