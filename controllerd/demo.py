@@ -23,7 +23,7 @@ import aiomqtt
 import tomli_w
 
 from controllerd.broker import CONFIG_DIR, PrivateBroker, free_port
-from controllerd.config import load_config
+from controllerd.config import Config, load_config
 
 DEFAULT_CONFIG = CONFIG_DIR / "demo.toml"
 READY_TIMEOUT_S = 30.0
@@ -75,6 +75,18 @@ def prepare_room(
     return out_path
 
 
+def prepare_inventory(
+    *, config: Config, out_path: Path, broker_port: int, store_path: Path
+) -> Path:
+    """The demo inventory's config: config/inventory.toml on the private broker and workdir."""
+    data: dict[str, Any] = tomllib.loads((CONFIG_DIR / "inventory.toml").read_text("utf-8"))
+    data["inventory"]["site"] = config.controller.site
+    data["mqtt"].update(host="127.0.0.1", port=broker_port, prefix=config.mqtt.prefix)
+    data["store"]["url"] = f"sqlite://{store_path}"
+    out_path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return out_path
+
+
 @dataclass
 class _DeviceView:
     connected: bool | None = None
@@ -92,6 +104,8 @@ class _LiveView:
         self._status = "unknown"
         self._out = out
         self._alarms: dict[str, str] = {}
+        self._moves: list[str] = []
+        self._acked = 0
 
     def handle(self, topic: str, payload: bytes) -> None:
         rest = topic.removeprefix(self._base + "/")
@@ -103,6 +117,12 @@ class _LiveView:
             if body.get("state") != self._status:
                 self._status = body.get("state", "?")
                 self._line(f"controller is {self._status}")
+            return
+        if topic.endswith("/events/movements"):
+            self._movement(body)
+            return
+        if "/inventory/acks/" in topic:
+            self._acked = int(body.get("seq", 0)) if body else 0
             return
         parts = rest.split("/")
         if len(parts) == 2 and parts[0] == "alarms":
@@ -124,6 +144,21 @@ class _LiveView:
             if body.get("faults"):
                 view.quality += f" {body['faults']}"
 
+    def _movement(self, body: dict[str, Any]) -> None:
+        def where(loc: Any) -> str:
+            if not isinstance(loc, dict):
+                return "intake"
+            return f"{loc.get('rack')}:{loc.get('position')}"
+
+        line = (
+            f"{body.get('barcode')} {where(body.get('from'))} -> {where(body.get('to'))} "
+            f"(seq {body.get('seq')}, job {body.get('job')})"
+        )
+        if line not in self._moves:
+            self._moves.append(line)
+            del self._moves[:-5]
+            self._line(f"MOVED {line}")
+
     def _alarm(self, alarm: str, body: dict[str, Any]) -> None:
         state = str(body.get("state", "normal")) if body else "normal"
         if self._alarms.get(alarm, "normal") != state:
@@ -143,6 +178,9 @@ class _LiveView:
             lines.append(f"  {dev_id:<10} {mark} {view.quality:<9} {values}")
         active = sorted(a for a, st in self._alarms.items() if st in ("unacked", "acked"))
         lines.append(f"  alarms active: {', '.join(active) if active else 'none'}")
+        if self._moves:
+            lines.append(f"  last moved tubes (inventory has stored up to seq {self._acked}):")
+            lines += [f"    {move}" for move in self._moves]
         print("\n".join(lines), file=self._out, flush=True)
 
 
@@ -201,6 +239,7 @@ async def _demo(config_path: Path, port: int, speed: float | None, out: TextIO) 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     sims: asyncio.subprocess.Process | None = None
     daemon: asyncio.subprocess.Process | None = None
+    ledger: asyncio.subprocess.Process | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -215,6 +254,23 @@ async def _demo(config_path: Path, port: int, speed: float | None, out: TextIO) 
         await _wait_ready(sims, b"simulators ready")
         print(
             "  simulators serving the room (log: " + str(workdir / "simulators.log") + ")",
+            file=out,
+            flush=True,
+        )
+        inventory_config = prepare_inventory(
+            config=config,
+            out_path=workdir / "inventory.toml",
+            broker_port=broker.port,
+            store_path=workdir / "inventory.sqlite3",
+        )
+        ledger = await _start(
+            [sys.executable, "-m", "inventory", "run", "-c", str(inventory_config)],
+            log_path=workdir / "inventoryd.log",
+            env=env,
+        )
+        print(
+            f"  inventoryd keeping the site ledger (log: {workdir / 'inventoryd.log'}; "
+            f"inventoryd where BARCODE -c {inventory_config})",
             file=out,
             flush=True,
         )
@@ -242,12 +298,14 @@ Ctrl-C stops everything.
             "127.0.0.1", port=broker.port, identifier=f"controllerd-demo-view-{os.getpid()}"
         ) as client:
             await client.subscribe(f"{base}/#")
+            site = f"{config.mqtt.prefix}/{config.controller.site}"
+            await client.subscribe(f"{site}/inventory/acks/{config.controller.id}")
             reader = asyncio.create_task(_pump(client, view), name="demo-view")
             try:
                 while not stop.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=5)
-                    if daemon.returncode is not None or sims.returncode is not None:
+                    if any(p.returncode is not None for p in (daemon, sims, ledger)):
                         print(
                             "a child process exited unexpectedly; see the logs above",
                             file=out,
@@ -263,6 +321,7 @@ Ctrl-C stops everything.
     finally:
         print("stopping demo…", file=out, flush=True)
         await _stop(daemon)
+        await _stop(ledger)
         await _stop(sims)
         broker.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):

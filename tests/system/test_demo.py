@@ -67,7 +67,13 @@ async def test_demo_runs_the_room_and_stops_cleanly(tmp_path: Path) -> None:
         port = int(re.search(r"private broker on 127\.0\.0\.1:(\d+)", printed).group(1))  # type: ignore[union-attr]
         assert f"{base}/devices/<id>/telemetry" in printed
         assert "simulators inject" in printed
+        assert "inventoryd keeping the site ledger" in printed
 
+        site = f"{config.mqtt.prefix}/{config.controller.site}"
+        async with Observer(port=port, topic=f"{site}/inventory/status") as ledger:
+            await ledger.wait_for(
+                f"{site}/inventory/status", lambda b: b.get("state") == "online", timeout=30
+            )
         async with Observer(port=port, topic=f"{base}/#") as obs:
             await obs.wait_for(f"{base}/status", lambda b: b["state"] == "online", timeout=30)
             for device in config.devices:
@@ -105,8 +111,9 @@ async def test_demo_runs_the_room_and_stops_cleanly(tmp_path: Path) -> None:
             while True:
                 line = (await demo.stdout.readline()).decode()
                 seen.append(line)
-                if "freezer-1 DISCONNECTED" in line:
+                if "ALARM freezer-1.comm_loss UNACKED" in line:
                     break
+        assert any("freezer-1 DISCONNECTED" in line for line in seen), "".join(seen)
         demo.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(demo.communicate(), timeout=30)
         assert demo.returncode == 0, "".join(seen) + rest.decode()
