@@ -92,8 +92,28 @@ def _default_port_origins() -> dict[str, tuple[float, float]]:
     return {name: (20.0 + 130.0 * i, 20.0) for i, name in enumerate(names)}
 
 
+class StoreGeometry(Strict):
+    """`[jobs.store_geometry]`: the store's robot as the planner models it (docs/planner.md).
+
+    Defaults are the demo store's (simulators/store)."""
+
+    towers: int = Field(default=4, ge=1, le=64, description="Towers around the carousel.")
+    rotation_deg_s: float = Field(default=30.0, gt=0, description="Carousel speed.")
+    shelf_pitch_mm: float = Field(default=75.0, gt=0, description="Height between shelves.")
+    lift_mm_s: float = Field(default=150.0, gt=0, description="Lift speed.")
+    handling_s: float = Field(default=6.0, ge=0, description="Grip, transfer, release a rack.")
+
+
 class JobsSection(Strict):
     """`[jobs]`: pick jobs on the room's tube store and picker (docs/jobs.md)."""
+
+    planner: Literal["worker", "simple"] = Field(
+        default="worker",
+        description="worker: the planner's rack batches (in its worker process); simple: each "
+        "rack once, K at a time, fullest first (also the fallback when the planner fails).",
+    )
+    planner_budget_ms: float = Field(default=500.0, gt=0, le=60_000, description="Search time.")
+    store_geometry: StoreGeometry = Field(default_factory=StoreGeometry)
 
     store: str | None = Field(default=None, description="Tube store id (default: the only one).")
     picker: str | None = Field(default=None, description="Picker id (default: the only one).")
@@ -131,9 +151,7 @@ class JobsSection(Strict):
         missing = [port for port in ports if port not in self.port_origins_mm]
         if missing:
             raise ValueError(f"port_origins_mm: no origin for port(s) {', '.join(missing)}")
-        if self.output_port in self.rack_ports or len(set(self.rack_ports)) != len(
-            self.rack_ports
-        ):
+        if self.output_port in self.rack_ports or len(set(self.rack_ports)) != len(self.rack_ports):
             raise ValueError("rack_ports: each once, and not the output port")
         return self
 

@@ -3,7 +3,13 @@ racks and picks tubes with barcode verification, the crash-safe journal and the 
 (docs/jobs.md). Movements go through the durable outbox (controllerd.outbox).
 """
 
-from controllerd.jobs._batches import Batch, fcfs_batches, plan_batches
+from controllerd.jobs._batches import (
+    Batch,
+    Batcher,
+    fcfs_batches,
+    plan_batches,
+    simple_batcher,
+)
 from controllerd.jobs._executor import JobExecutor, JobFailed
 from controllerd.jobs._journal import Journal
 from controllerd.jobs._manager import JobManager
@@ -24,6 +30,7 @@ __all__ = [
     "FINAL_STATES",
     "MAX_BARCODES",
     "Batch",
+    "Batcher",
     "CancelRequest",
     "Job",
     "JobExecutor",
@@ -38,4 +45,5 @@ __all__ = [
     "TubeTask",
     "fcfs_batches",
     "plan_batches",
+    "simple_batcher",
 ]

@@ -5,13 +5,14 @@ with the most tubes first, each rack once; within a batch the tubes go port by p
 serpentine order (row by row, alternating direction) so the gantry never doubles back across
 a rack. `fcfs_batches` is the baseline: tubes in the order asked, fetching a rack whenever the
 next tube's rack is not at the station (the one there longest goes back first). Both return the
-same shape, so the executor runs either. (The planner's rack-batch form, issue 5, is not used
-here yet: this simple batching sits behind the same function shape until it is.)
+same shape, so the executor runs either. The planner's rack-batch form (controllerd.jobs._planned)
+is the daemon's default; `plan_batches` is its fallback when the planner cannot answer.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from controllerd.jobs._model import TubeTask
@@ -25,6 +26,19 @@ class Batch:
 
     racks: tuple[str, ...]
     tubes: tuple[TubeTask, ...]
+
+
+#: What the executor asks for the next tubes: batches for K ports (may plan in a worker process).
+Batcher = Callable[[list["TubeTask"], int], Awaitable[list[Batch]]]
+
+
+def simple_batcher(batching: Callable[[list[TubeTask], int], list[Batch]]) -> Batcher:
+    """A Batcher from a plain function (`plan_batches`, `fcfs_batches`)."""
+
+    async def batches(tubes: list[TubeTask], k: int) -> list[Batch]:
+        return batching(tubes, k)
+
+    return batches
 
 
 def _serpentine_key(position: str) -> tuple[int, int]:

@@ -25,7 +25,7 @@ import structlog
 
 from controllerd.alarms import Severity
 from controllerd.config import JobsSection
-from controllerd.jobs._batches import Batch, plan_batches
+from controllerd.jobs._batches import Batch, Batcher, plan_batches, simple_batcher
 from controllerd.jobs._journal import Journal
 from controllerd.jobs._model import Job, TubeTask
 from controllerd.jobs._progress import ProgressReporter
@@ -93,7 +93,7 @@ class JobExecutor:
         progress: ProgressReporter,
         alarms: AlarmSink | None = None,
         pick_chamber_c: Callable[[], Awaitable[float | None]] | None = None,
-        batching: Callable[[list[TubeTask], int], list[Batch]] = plan_batches,
+        batching: Batcher | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._cfg = config
@@ -106,7 +106,7 @@ class JobExecutor:
         self._progress = progress
         self._alarms = alarms
         self._pick_chamber_c = pick_chamber_c
-        self._batching = batching
+        self._batching = batching or simple_batcher(plan_batches)
         #: wall-clock seconds (exposure is measured with it; the bench runs it on sim time)
         self._clock = clock
         #: rack -> port, for racks this executor has at the pick station
@@ -151,7 +151,7 @@ class JobExecutor:
                 pending = [tube for tube in job.tubes if tube.state == "pending"]
                 if not pending:
                     break
-                reason = await self._run_batches(job, self._batching(pending, self._k))
+                reason = await self._run_batches(job, await self._batching(pending, self._k))
                 if reason is None:
                     continue
                 await self.return_all(job)

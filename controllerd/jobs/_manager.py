@@ -19,7 +19,7 @@ from typing import Any, Self
 import structlog
 
 from controllerd.commands import CommandContext, CommandError, CommandRouter
-from controllerd.config import Config
+from controllerd.config import Config, TubePickerConfig
 from controllerd.jobs._executor import AlarmSink, JobExecutor
 from controllerd.jobs._journal import Journal
 from controllerd.jobs._model import (
@@ -29,6 +29,7 @@ from controllerd.jobs._model import (
     PickRequest,
     TubeTask,
 )
+from controllerd.jobs._planned import PlannerBatcher
 from controllerd.jobs._progress import ProgressReporter
 from controllerd.jobs._queue import JobQueue
 from controllerd.jobs._recovery import recover
@@ -67,6 +68,8 @@ class JobManager:
         alarms: AlarmSink | None = None,
     ) -> None:
         self._cfg = config.jobs
+        self._config = config
+        self.batcher: PlannerBatcher | None = None
         self.journal = Journal(db)
         self.progress = ProgressReporter(mqtt=mqtt, topics=topics)
         self.queue = JobQueue()
@@ -92,6 +95,15 @@ class JobManager:
             _log.info("no pick jobs in this room (needs one tube_store and one tube_picker)")
             return
         store = self.store
+        if self._cfg.planner == "worker":
+            device = self._config.device(picker_id)
+            motion = device.motion if isinstance(device, TubePickerConfig) else None
+
+            def rack_place(rack: str) -> tuple[int, int] | None:
+                record = store.specimens.rack(store.device.id, rack)
+                return None if record is None else (record.tower, record.shelf)
+
+            self.batcher = PlannerBatcher(config=self._cfg, motion=motion, rack_place=rack_place)
         self.executor = JobExecutor(
             config=self._cfg,
             store_id=store.device.id,
@@ -103,6 +115,7 @@ class JobManager:
             progress=self.progress,
             alarms=self._alarms,
             pick_chamber_c=self._pick_chamber_reader(store),
+            batching=self.batcher,
         )
 
     @staticmethod
@@ -123,6 +136,8 @@ class JobManager:
     async def __aenter__(self) -> Self:
         self._build_executor()
         self._ready = True
+        if self.batcher is not None:
+            await self.batcher.__aenter__()
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         self._task = self._group.create_task(self._run(), name="jobs-runner")
@@ -136,7 +151,11 @@ class JobManager:
     ) -> None:
         assert self._group is not None and self._task is not None
         self._task.cancel()
-        await self._group.__aexit__(None, None, None)
+        try:
+            await self._group.__aexit__(None, None, None)
+        finally:
+            if self.batcher is not None:
+                await self.batcher.__aexit__(None, None, None)
 
     # ------------------------------------------------------------------ commands
 

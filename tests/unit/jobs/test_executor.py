@@ -22,10 +22,12 @@ from controllerd.jobs import (
     TubeTask,
     fcfs_batches,
     plan_batches,
+    simple_batcher,
 )
+from controllerd.jobs._planned import PlannerBatcher
 from controllerd.outbox import Outbox, open_state_db
 from controllerd.topics import Topics
-from tests.unit.jobs._simulated import SimulatedCell
+from tests.unit.jobs._simulated import MOTION, SimulatedCell
 
 
 class Recorder:
@@ -83,7 +85,7 @@ class Rig:
             ),
             alarms=self.recorder,
             pick_chamber_c=self.cell.read_pick_chamber,
-            batching=batching,
+            batching=simple_batcher(batching),
             clock=self.cell.clock,
         )
 
@@ -217,3 +219,27 @@ async def test_cancel_finishes_the_current_tube_and_returns_the_racks(
     assert set(rig.cell.store_model.location.values()) == {"store"}
     assert all(t.state in ("done", "cancelled") for t in job.tubes)
     assert rig.journal.claimed(t.barcode for t in job.tubes) == {}
+
+
+async def test_the_planner_batches_a_job(db: sqlite3.Connection) -> None:
+    """The planner's rack batches (in its worker process) drive the executor."""
+    rig = Rig(db)
+    store = rig.cell.store_model
+
+    def rack_place(rack: str) -> tuple[int, int] | None:
+        return store.home.get(rack)
+
+    async with PlannerBatcher(
+        config=JobsSection(), motion=MOTION, rack_place=rack_place
+    ) as planner:
+        rig.executor._batching = planner
+        job = rig.job(per_rack=3, racks=6)
+        await rig.executor.run(job)
+        assert planner.planned == 1 and planner.fallbacks == 0
+        # An unknown rack cannot be planned: simple batches instead.
+        assert await planner([TubeTask("X", "store-1", "NOPE", "A1")], 4) == [
+            Batch(racks=("NOPE",), tubes=(TubeTask("X", "store-1", "NOPE", "A1"),))
+        ]
+        assert planner.fallbacks == 1
+    assert job.state == "done" and job.done == 18
+    assert rig.journal.rack_stats()[0] == 6
