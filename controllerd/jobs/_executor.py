@@ -304,13 +304,28 @@ class JobExecutor:
         self._journal.tube_state(job.job, tube, "held")
         await self.place_held(job, tube)
 
-    async def place_held(self, job: Job, tube: TubeTask) -> None:
-        """Carry the tube in the gripper to its reserved slot, place it, record it."""
+    async def place_held(self, job: Job, tube: TubeTask, *, verify: bool = False) -> None:
+        """Carry the tube in the gripper to its reserved slot, place it, record it.
+
+        With `verify` (after a restart, when the journal's word is all we have about what the
+        gripper holds) the placed tube is scanned first: another barcode is not recorded, raises
+        `{picker}.tube_unaccounted`, and keeps its slot occupied.
+        """
         assert tube.out_rack is not None and tube.out_position is not None
         ox, oy = self.xy(self._cfg.output_port, tube.out_position)
         await self._retry("move", lambda: self._motion.move_to(x_mm=ox, y_mm=oy))
         self._journal.step(job.job, "place", tube.barcode, "before")
         await self._place()
+        if verify:
+            read = await self._retry("scan", self._motion.scan)
+            if read != tube.barcode:
+                text = (
+                    f"gripper held {read or 'an unreadable tube'}, not {tube.barcode}; placed in "
+                    f"{tube.out_rack} {tube.out_position}"
+                )
+                self.alarm("tube_unaccounted", active=True, text=text)
+                self._journal.tube_state(job.job, tube, "failed", text, release=False)
+                return
         self.record_movement(job, tube)
 
     def record_movement(self, job: Job, tube: TubeTask) -> None:

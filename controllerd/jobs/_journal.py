@@ -219,11 +219,21 @@ class Journal:
         self._tx(write)
         tube.state, tube.out_rack, tube.out_position = "picking", rack, position
 
-    def tube_state(self, job: str, tube: TubeTask, state: str, error: str | None = None) -> None:
-        """pending (slot released), held, failed (slot released) or cancelled."""
+    def tube_state(
+        self,
+        job: str,
+        tube: TubeTask,
+        state: str,
+        error: str | None = None,
+        *,
+        release: bool = True,
+    ) -> None:
+        """pending, held, failed or cancelled; the first and last two release the tube's output
+        slot unless `release` is False (something physically occupies it)."""
+        release = release and state in ("pending", "failed", "cancelled")
 
         def write(db: sqlite3.Connection) -> None:
-            if state in ("pending", "failed", "cancelled") and tube.out_position is not None:
+            if release and tube.out_position is not None:
                 db.execute(
                     "DELETE FROM output_slots WHERE rack = ? AND position = ? AND barcode = ?",
                     (tube.out_rack, tube.out_position, tube.barcode),
@@ -236,7 +246,7 @@ class Journal:
         self._tx(write)
         tube.state = state  # type: ignore[assignment]
         tube.error = error
-        if state in ("pending", "failed", "cancelled"):
+        if release:
             tube.out_rack = tube.out_position = None
 
     def done_writer(self, job: str, tube: TubeTask) -> Callable[[sqlite3.Connection], None]:

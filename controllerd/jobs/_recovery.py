@@ -5,7 +5,8 @@
   ends now. On the robot: the store is still moving it; wait until it is not.
 * A tube whose step was interrupted (`picking`: its slot reserved, the pick may or may not have
   happened; `held`: picked, maybe placed): the picker's `holding` flag says whether it is in the
-  gripper — then it is carried to its slot and placed. Otherwise its slot is scanned: there, the
+  gripper — then it is carried to its slot, placed and scanned there (recorded only when the
+  barcode is the journal's). Otherwise its slot is scanned: there, the
   place happened and only the record is missing; else its source position is scanned: there,
   the pick never happened and it goes back to `pending`. A tube found in neither place is marked
   failed with an alarm (never guessed into a movement).
@@ -82,7 +83,7 @@ async def _resolve_tube(job: Job, tube: TubeTask, executor: JobExecutor, journal
     if status.holding:
         log.info("tube found in the gripper: placing it in its slot")
         journal.tube_state(job.job, tube, "held")
-        await executor.place_held(job, tube)
+        await executor.place_held(job, tube, verify=True)
         return
     assert tube.out_position is not None
     if await executor.scan_at(executor.output_port, tube.out_position) == tube.barcode:
