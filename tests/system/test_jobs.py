@@ -9,7 +9,10 @@ import json
 import os
 import random
 import signal
+import socket
 import sqlite3
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from controllerd.broker import PrivateBroker
+from controllerd.broker import PrivateBroker, free_port
 from controllerd.config import parse_config
 from controllerd.mqtt import MqttConnection
 from controllerd.outbox import Outbox, open_state_db
@@ -412,3 +415,48 @@ async def test_faults_during_a_job_lose_and_duplicate_nothing(job_room: Stack) -
             else:
                 assert where is None
     assert sum(1 for code in out.values() if code in left) == 0
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path) -> Iterator[int]:
+    """A Mosquitto that lets anyone publish anywhere except on movement topics."""
+    port = free_port()
+    acl = tmp_path / "acl"
+    acl.write_text("topic deny +/+/+/events/movements\ntopic readwrite #\n")
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nacl_file {acl}\n"
+        + ("user root\n" if os.geteuid() == 0 else "")
+    )
+    proc = subprocess.Popen(
+        ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_an_acl_denied_publish_is_not_a_delivery(tmp_path: Path, acl_broker: int) -> None:
+    """The broker acknowledges a denied QoS 1 publish with a failure reason code."""
+    mqtt, topics = _mqtt(tmp_path, acl_broker)
+    db = open_state_db(tmp_path / "state" / "jobs.sqlite3")
+    outbox = Outbox(db=db, mqtt=mqtt, topic=topics.movements, republish_s=60)
+    async with mqtt:
+        await mqtt.wait_connected()
+        assert await mqtt.publish_confirmed(f"{topics.base}/other", b"{}") is None
+        refusal = await mqtt.publish_confirmed(topics.movements, b"{}")
+        assert refusal is not None and "Not authorized" in refusal
+        async with outbox:
+            _record(outbox, 1)
+            await asyncio.sleep(1.0)
+            assert outbox.published == 0
+            assert outbox.stats().depth == 1
+    db.close()
