@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import math
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -149,6 +150,9 @@ class AlarmEngine:
         self._dirty: dict[str, list[tuple[Event | str, str]]] = {}
         self._wake = asyncio.Event()
         self._rearm = asyncio.Event()
+        self._controller = config.controller.id
+        self._store_alarm = f"{config.controller.id}.alarm-store"
+        self._store_error: str | None = None
         self._armed_for = math.inf
         self._flushed = asyncio.Condition()
         self._tasks: asyncio.TaskGroup | None = None
@@ -608,11 +612,25 @@ class AlarmEngine:
         # and a crash between the two is harmless (the restarted daemon republishes what it
         # stored and raises the occurrence again, paging it once since nobody was paged yet).
         await self._mqtt.publish(self._topics.alarm(point.alarm), body, qos=1, retain=True)
-        await self._db.run(
-            lambda: self._db.save_alarm(
-                alarm=point.alarm, device=point.device, state=facts, payload=body, events=rows
+        try:
+            await self._db.run(
+                lambda: self._db.save_alarm(
+                    alarm=point.alarm, device=point.device, state=facts, payload=body, events=rows
+                )
             )
-        )
+        except (sqlite3.Error, OSError) as exc:
+            # Alarms must keep flowing and paging when the disk fails; the failure is an alarm.
+            self._store_failed(str(exc))
+        else:
+            if self._store_error is not None and point.alarm != self._store_alarm:
+                self._store_error = None
+                self.external(
+                    self._store_alarm,
+                    device=self._controller,
+                    active=False,
+                    severity="critical",
+                    text="alarm state is stored again",
+                )
         for event, actor in events:
             if isinstance(event, Event):
                 _log.info(
@@ -636,6 +654,20 @@ class AlarmEngine:
                             actor=actor,
                         )
                     )
+
+    def _store_failed(self, reason: str) -> None:
+        if self._store_error is None:
+            _log.error(
+                "cannot store alarm state; alarms are still published and paged", reason=reason
+            )
+            self._store_error = reason
+            self.external(
+                self._store_alarm,
+                device=self._controller,
+                active=True,
+                severity="critical",
+                text=f"alarm state cannot be stored (restarts will forget it): {reason}",
+            )
 
     async def _settled(self) -> None:
         """Wait until what is marked so far is stored and published."""

@@ -290,3 +290,23 @@ async def test_no_deadline_left_once_a_grace_period_is_over(tmp_path: Path) -> N
             await h.feed(-80, door=1)
         # Nothing pending: the timer must sleep, not spin on a deadline in the past.
         assert h.engine.next_deadline() is None
+
+
+async def test_a_failing_alarm_store_is_an_alarm_and_alarms_keep_flowing(tmp_path: Path) -> None:
+    import sqlite3
+
+    h = Harness(tmp_path, FAST)
+
+    def broken(**_: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async with h.db, h.engine:
+        await h.feed(-80)
+        h.db.save_alarm = broken  # type: ignore[method-assign]
+        for _ in range(7):
+            await h.feed(-60)
+        await h.engine.flush()
+        assert h.state("f1.temperature_c.high") == "unacked"
+        assert h.raised("f1.temperature_c.high") == 1
+        assert h.state("c.alarm-store") == "unacked"
+        assert "disk I/O error" in h.broker.retained["b/s/c/alarms/c.alarm-store"]["message"]
