@@ -24,6 +24,7 @@ from paho.mqtt.client import MQTT_ERR_SUCCESS
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from controllerd._mqtt_batch import Qos0Batch
 from controllerd._time import utc_now
 from controllerd.config import Config, MqttSection
 from controllerd.topics import StatusPayload, Topics
@@ -74,6 +75,8 @@ class MqttConnection:
         self._handlers: asyncio.TaskGroup | None = None
         #: PUBACK waiters of the current client by message id (see publish_confirmed)
         self._pubacks: dict[int, asyncio.Future[str | None]] = {}
+        #: telemetry (QoS 0, not retained) of the current loop turn, written as one chunk
+        self._batch: Qos0Batch | None = None
         self.dropped = 0
 
     @property
@@ -106,6 +109,8 @@ class MqttConnection:
         self._stopping = True
         client = self._client
         if client is not None:
+            if self._batch is not None:
+                self._batch.flush()
             # A clean shutdown says `offline` itself; the last will covers crashes.
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(2.0):
@@ -168,6 +173,7 @@ class MqttConnection:
             try:
                 async with self._make_client() as client:
                     self._client = client
+                    self._batch = Qos0Batch(paho=client._client, on_dropped=self._count_dropped)
                     # Subscribed before `online`: whoever waits for `online` to send a
                     # command must not lose it to the gap.
                     for topic_filter in self._subscriptions:
@@ -210,6 +216,9 @@ class MqttConnection:
                 delay = self._backoff.next_delay()
             finally:
                 self._client = None
+                if self._batch is not None:
+                    self._batch.close()
+                    self._batch = None
                 self._connected.clear()
                 for waiter in self._pubacks.values():
                     if not waiter.done():
@@ -264,15 +273,22 @@ class MqttConnection:
 
         Returns whether the message left for the broker now. QoS 0 messages are handed to the
         socket without waiting for the write: there is no acknowledgement to wait for, and
-        awaiting each one was a third of the poll path's CPU.
+        awaiting each one was a third of the poll path's CPU. Non-retained ones (telemetry) go
+        out together at the end of the loop turn (`Qos0Batch`); anything else flushes them first,
+        so the broker sees every message in call order.
         """
         if retain:
             self._retained[topic] = (payload, qos)
         client = self._client
-        if client is None or not self._connected.is_set():
+        batch = self._batch
+        if client is None or batch is None or not self._connected.is_set():
             if not retain:
                 self.dropped += 1
             return False
+        if qos == 0 and not retain:
+            batch.add(topic, payload)
+            return True
+        batch.flush()
         if qos == 0:
             info = client._client.publish(topic, payload, 0, retain)
             if info.rc != MQTT_ERR_SUCCESS:
@@ -289,6 +305,9 @@ class MqttConnection:
                 self.dropped += 1
             return False
         return True
+
+    def _count_dropped(self, count: int) -> None:
+        self.dropped += count
 
     async def publish_confirmed(
         self, topic: str, payload: bytes, *, timeout_s: float = 10.0
