@@ -231,25 +231,23 @@ def decode_block(block: ReadBlock, words: Sequence[int]) -> tuple[dict[str, floa
     return block._plan.decode(words)
 
 
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """How one register of a block becomes its value (the constants `decode_value` derives)."""
+#: How a raw value from the block's struct becomes a value (see `_DecodePlan`).
+_INT, _INT_AS_IS, _FLOAT, _SWAPPED_UINT, _SWAPPED_INT, _SWAPPED_FLOAT = range(6)
+_SWAPPED = {"uint32": _SWAPPED_UINT, "int32": _SWAPPED_INT, "float32": _SWAPPED_FLOAT}
+_FORMATS = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f"}
+_FLOAT32 = Struct(">f")
+_UINT32 = Struct(">I")
 
-    name: str
-    scale: float
-    offset: float
-    decimals: int
-    fault_codes: tuple[int, ...]
-    is_float: bool
-    #: 32-bit value stored low word first: unpacked as two words, joined here
-    low_first: Struct | None
+#: name, how (`_INT`...), scale, offset, decimals, fault codes
+_Step = tuple[str, int, float, float, int, tuple[int, ...]]
 
 
 class _DecodePlan:
-    """A whole block in one `struct.unpack` (raw values in register order), then scaling.
+    """A whole block in one `struct.unpack` (one raw value per register), then scaling.
 
-    Blocks whose registers overlap (a map `check_register_map` would reject) cannot be read in
-    one pass; they fall back to `decode_value` register by register.
+    32-bit values stored low word first are unpacked as one big-endian 32-bit word and have
+    their halves swapped here. Blocks whose registers overlap (a map `check_register_map`
+    rejects) cannot be read in one pass; they fall back to `decode_value` register by register.
     """
 
     __slots__ = ("_block", "_raws", "_steps", "_words")
@@ -270,23 +268,15 @@ class _DecodePlan:
                 return cls(block, None, ">")
             fmt.append("xx" * (spec.address - position))
             position = spec.address + spec.width
-            low_first = None
             if spec.width == 2 and spec.word_order == "little":
-                fmt.append("HH")
-                low_first = Struct(_FORMATS[spec.type])
+                fmt.append("I")
+                how = _SWAPPED[spec.type]
             else:
-                fmt.append(_FORMATS[spec.type][1])
-            steps.append(
-                _Step(
-                    name=spec.name,
-                    scale=spec.scale,
-                    offset=spec.offset,
-                    decimals=spec.decimals,
-                    fault_codes=spec.fault_codes,
-                    is_float=spec.type == "float32",
-                    low_first=low_first,
-                )
-            )
+                fmt.append(_FORMATS[spec.type])
+                how = _FLOAT if spec.type == "float32" else _INT
+            if how == _INT and spec.scale == 1 and spec.offset == 0:
+                how = _INT_AS_IS
+            steps.append((spec.name, how, spec.scale, spec.offset, spec.decimals, spec.fault_codes))
         fmt.append("xx" * (block.start + block.count - position))
         return cls(block, tuple(steps), "".join(fmt))
 
@@ -295,20 +285,33 @@ class _DecodePlan:
         faults: dict[str, str] = {}
         if self._steps is None:
             return self._decode_each(words, values, faults)
-        raws = iter(self._raws.unpack(self._words.pack(*(w & 0xFFFF for w in words))))
-        for step in self._steps:
-            raw: int | float = next(raws)
-            if step.low_first is not None:
-                low, high = raw, next(raws)
-                raw = step.low_first.unpack(_TWO_WORDS.pack(high, low))[0]
-            if step.is_float:
+        try:
+            data = self._words.pack(*words)
+        except struct.error:  # words outside 0..65535: only their low 16 bits count
+            data = self._words.pack(*(word & 0xFFFF for word in words))
+        raw: int | float
+        for (name, how, scale, offset, decimals, fault_codes), raw in zip(
+            self._steps, self._raws.unpack(data), strict=True
+        ):
+            if how >= _SWAPPED_UINT:
+                whole = int(raw)
+                raw = ((whole & 0xFFFF) << 16) | (whole >> 16)
+                if how == _SWAPPED_INT and raw >= 0x80000000:
+                    raw -= 0x100000000
+                elif how == _SWAPPED_FLOAT:
+                    raw = _FLOAT32.unpack(_UINT32.pack(raw))[0]
+                    how = _FLOAT
+            if how == _FLOAT:
                 if not math.isfinite(raw):
-                    raise ValueError(f"{step.name}: register holds {raw}, not a number")
-                values[step.name] = float(f"{raw * step.scale + step.offset:.7g}")
-            elif raw in step.fault_codes:
-                faults[step.name] = str(SensorFault(step.name, int(raw)))
+                    raise ValueError(f"{name}: register holds {raw}, not a number")
+                # A float32 carries about 7 significant digits; more would be conversion noise.
+                values[name] = float(f"{raw * scale + offset:.7g}")
+            elif raw in fault_codes:
+                faults[name] = str(SensorFault(name, int(raw)))
+            elif how == _INT_AS_IS:
+                values[name] = float(raw)
             else:
-                values[step.name] = round(raw * step.scale + step.offset, step.decimals)
+                values[name] = round(raw * scale + offset, decimals)
         return values, faults
 
     def _decode_each(
@@ -322,10 +325,6 @@ class _DecodePlan:
             except SensorFault as exc:
                 faults[spec.name] = str(exc)
         return values, faults
-
-
-_FORMATS = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32": ">f"}
-_TWO_WORDS = Struct(">HH")
 
 
 def encode_value(spec: RegisterSpec, value: float) -> list[int]:

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.modbus import RegisterSpec, SensorFault, decode_block, decode_value, plan_reads
+from drivers.modbus import (
+    ReadBlock,
+    RegisterSpec,
+    SensorFault,
+    decode_block,
+    decode_value,
+    plan_reads,
+)
 
 TYPES = ["int16", "uint16", "int32", "uint32", "float32"]
 
@@ -24,8 +31,8 @@ def register_maps(draw: st.DrawFn) -> list[RegisterSpec]:
                 name=f"v{index}",
                 address=address,
                 table=draw(st.sampled_from(["holding", "input"])),
-                type=type_,  # type: ignore[arg-type]
-                word_order=draw(st.sampled_from(["big", "little"])),  # type: ignore[arg-type]
+                type=type_,
+                word_order=draw(st.sampled_from(["big", "little"])),
                 scale=draw(st.sampled_from([1.0, 0.1, 0.01, 2.0, -0.5])),
                 offset=draw(st.sampled_from([0.0, -40.0, 0.5])),
                 fault_codes=(32767,) if type_ in ("int16", "uint16", "int32", "uint32") else (),
@@ -66,3 +73,11 @@ def test_decode_block_matches_decode_value(
             assert value == expected_values[name] or (
                 math.isnan(value) and math.isnan(expected_values[name])
             )
+
+
+def test_overlapping_registers_decode_one_by_one() -> None:
+    wide = RegisterSpec(name="wide", address=0, type="int32")
+    low = RegisterSpec(name="low", address=1, type="uint16", fault_codes=(7,))
+    block = ReadBlock("holding", 0, 2, (wide, low))
+    assert decode_block(block, [0, 5]) == ({"wide": 5.0, "low": 5.0}, {})
+    assert decode_block(block, [1, 7]) == ({"wide": 65543.0}, {"low": "low: sensor fault code 7"})
