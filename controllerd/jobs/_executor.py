@@ -158,7 +158,7 @@ class JobExecutor:
                 self._journal.set_state(job, "paused", reason)
                 await self._progress.publish(job)
                 log.warning("job paused: racks returned", reason=reason)
-                await self._wait_until_safe()
+                await self._wait_until_safe(job)
                 self._journal.set_state(job, "running")
                 await self._progress.publish(job)
                 log.info("job resumed")
@@ -223,9 +223,10 @@ class JobExecutor:
                 return f"rack {rack} out for {now - since:.0f} s (limit {limit:.0f} s)"
         return None
 
-    async def _wait_until_safe(self) -> None:
+    async def _wait_until_safe(self, job: Job) -> None:
+        """Until the pick chamber is cold again (or the job is cancelled meanwhile)."""
         backoff = Backoff(initial_s=1.0, max_s=30.0)
-        while self._pick_chamber_c is not None:
+        while self._pick_chamber_c is not None and not job.cancel_requested:
             temperature = await self._pick_chamber_c()
             if temperature is None or temperature <= self._cfg.pick_chamber_max_c:
                 return
