@@ -121,6 +121,10 @@ class JobExecutor:
         row, column = ROWS.index(position[0]), int(position[1:]) - 1
         return ox + column * self._cfg.pitch_mm, oy + row * self._cfg.pitch_mm
 
+    def now(self) -> float:
+        """The executor's clock (exposure is measured on it)."""
+        return self._clock()
+
     @property
     def output_port(self) -> str:
         return self._cfg.output_port

@@ -262,6 +262,7 @@ class JobManager:
                 executor=self.executor,
                 journal=self.journal,
                 store=self.store,
+                store_id=self.store.device.id,
             )
         for job in unfinished:
             self._jobs[job.job] = job

@@ -18,15 +18,15 @@ is `done` in the journal is never recorded again, and one that is not has no mov
 from __future__ import annotations
 
 import asyncio
-import time
+from typing import Protocol
 
 import structlog
 
 from controllerd.jobs._executor import JobExecutor
 from controllerd.jobs._journal import Journal
 from controllerd.jobs._model import Job, TubeTask
-from controllerd.store import TubeStore
 from drivers import Backoff, DriverError
+from drivers.opcua_model import Inventory
 
 _log = structlog.get_logger("controllerd.jobs.recovery")
 
@@ -34,7 +34,13 @@ _log = structlog.get_logger("controllerd.jobs.recovery")
 ROBOT_WAIT_S = 600.0
 
 
-async def _rack_locations(store: TubeStore, racks: list[str]) -> dict[str, str]:
+class InventorySource(Protocol):
+    """What recovery needs of the store (controllerd.store.TubeStore)."""
+
+    async def load_inventory(self) -> Inventory: ...
+
+
+async def _rack_locations(store: InventorySource, racks: list[str]) -> dict[str, str]:
     """rack -> `store` | `port:<p>` from a fresh inventory, waiting out racks on the robot."""
     backoff = Backoff(initial_s=0.5, max_s=10.0)
     async with asyncio.timeout(ROBOT_WAIT_S):
@@ -58,17 +64,22 @@ async def _rack_locations(store: TubeStore, racks: list[str]) -> dict[str, str]:
 
 
 async def recover(
-    *, jobs: list[Job], executor: JobExecutor, journal: Journal, store: TubeStore
+    *,
+    jobs: list[Job],
+    executor: JobExecutor,
+    journal: Journal,
+    store: InventorySource,
+    store_id: str,
 ) -> None:
     """Bring the executor's station and each interrupted tube in line with the devices."""
-    out = [rack for store_id, rack in journal.racks_out() if store_id == store.device.id]
+    out = [rack for owner, rack in journal.racks_out() if owner == store_id]
     if out:
         locations = await _rack_locations(store, out)
         for rack, where in locations.items():
             if where.startswith("port:"):
                 executor.station[rack] = where.removeprefix("port:")
             else:
-                journal.rack_in(store.device.id, rack, time.time())
+                journal.rack_in(store_id, rack, executor.now())
                 _log.info("rack found back in the store", rack=rack, location=where)
         _log.info("racks at the pick station after restart", station=executor.station)
     for job in jobs:

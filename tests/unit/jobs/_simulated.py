@@ -15,6 +15,7 @@ import random
 
 from controllerd.sim_config import StoreSimulation
 from drivers import DeviceRejected
+from drivers.opcua_model import Inventory, RackRecord
 from firmware_bridge import (
     AxisMotion,
     CommandRejected,
@@ -89,6 +90,22 @@ class SimulatedCell:
 
     async def read_pick_chamber(self) -> float | None:
         return self.pick_chamber_c
+
+    async def load_inventory(self) -> Inventory:
+        """The store's inventory as its OPC UA model would report it."""
+        model = self.store_model
+        racks = tuple(
+            RackRecord(
+                rack_id=rack,
+                tower=model.home[rack][0],
+                shelf=model.home[rack][1],
+                location=model.location[rack],
+                tubes=dict(model.scanned[rack]),
+            )
+            for rack in sorted(model.racks)
+        )
+        ports = {port: rack.rack_id if rack else None for port, rack in self.station.racks.items()}
+        return Inventory(racks=racks, ports=ports)
 
     def rack_tubes(self, rack: str) -> dict[str, str]:
         """position -> barcode of a store rack as it physically is."""
