@@ -353,7 +353,7 @@ class JobExecutor:
     async def _ensure_homed(self) -> None:
         if self._homed:
             return
-        status = await self._retry("status", self._motion.status)
+        status = await self._status_when_reachable()
         if not status.homed:
             await self._retry("home", self._motion.home)
         self._homed = True
@@ -363,6 +363,7 @@ class JobExecutor:
         await self._retry("pick", self._motion.pick, settled=lambda s: s.holding)
 
     async def _place(self) -> None:
+        """Place; after a fault the empty gripper says the tube was put down."""
         await self._retry("place", self._motion.place, settled=lambda s: not s.holding)
 
     async def _retry(
@@ -371,8 +372,9 @@ class JobExecutor:
         call: Callable[[], Awaitable[T]],
         *,
         settled: Callable[[PickerStatus], bool] | None = None,
-    ) -> T:
-        """Run a motion until it succeeds; a pick/place whose fault left it done counts."""
+    ) -> T | None:
+        """Run a motion until it succeeds and return its result; None when it faulted but the
+        picker's state shows it done anyway (`settled`: a pick or place)."""
         backoff = Backoff(initial_s=0.2, max_s=3.0)
         refusals = 0
         while True:
@@ -394,12 +396,16 @@ class JobExecutor:
                     await self._retry("home", self._motion.home)
                     self._homed = True
                 if settled is not None and settled(status):
-                    return None  # type: ignore[return-value]
+                    self._recovered(op, backoff)
+                    return None
                 continue
-            if backoff.failures:
-                self._log.info("motion recovered", op=op, after_failures=backoff.failures)
-                self.alarm("motion_fault", active=False, text=f"{op} recovered")
+            self._recovered(op, backoff)
             return result
+
+    def _recovered(self, op: str, backoff: Backoff) -> None:
+        if backoff.failures:
+            self._log.info("motion recovered", op=op, after_failures=backoff.failures)
+            self.alarm("motion_fault", active=False, text=f"{op} recovered")
 
     async def _status_when_reachable(self) -> PickerStatus:
         backoff = Backoff(initial_s=0.2, max_s=3.0)
