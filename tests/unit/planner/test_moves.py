@@ -1,0 +1,75 @@
+"""The tour kernels' moves on their own: every applied move keeps a valid tour and changes its
+cost by exactly what it reports, on symmetric and asymmetric matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from controllerd.planner._construct import neighbour_lists, tour_cost
+from controllerd.planner._moves import try_or3opt
+from controllerd.planner._tour_ops import set_positions, swap_blocks
+
+
+def _matrix(m: int, seed: int, *, symmetric: bool) -> NDArray[np.int32]:
+    rng = np.random.default_rng(seed)
+    pts = rng.random((m, 2)) * 100
+    D = np.maximum(
+        np.abs(pts[:, None, 0] - pts[None, :, 0]), np.abs(pts[:, None, 1] - pts[None, :, 1])
+    )
+    D = np.rint(D).astype(np.int32)  # coarse ticks: many equal distances, as on rack grids
+    if not symmetric:
+        D = D + rng.integers(0, 20, size=D.shape).astype(np.int32)
+        np.fill_diagonal(D, 0)
+    return D
+
+
+def _cycle(tour: NDArray[np.int32]) -> set[tuple[int, int]]:
+    return {(int(a), int(b)) for a, b in zip(tour, np.roll(tour, -1), strict=True)}
+
+
+@pytest.mark.parametrize("m", [5, 9, 20])
+def test_swap_blocks_gives_q_p_r_whichever_pair_it_swaps(m: int) -> None:
+    for i in range(m):
+        for lp in range(1, m - 1):
+            for lq in range(1, m - lp):
+                tour = np.arange(m, dtype=np.int32)
+                pos = np.empty(m, dtype=np.int32)
+                set_positions(tour, pos)
+                journal = np.empty((8, 2), dtype=np.int32)
+                jlen = np.zeros(1, dtype=np.int64)
+                swap_blocks(tour, pos, i, lp, lq, journal, jlen)
+                seq = [(i + k) % m for k in range(m)]
+                p, q, r = seq[:lp], seq[lp : lp + lq], seq[lp + lq :]
+                assert _cycle(tour) == _cycle(np.array(q + p + r, dtype=np.int32))
+                assert all(tour[pos[v]] == v for v in range(m))
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("seed", range(6))
+def test_or3opt_reports_the_exact_cost_change(symmetric: bool, seed: int) -> None:
+    m = 40
+    D = _matrix(m, seed, symmetric=symmetric)
+    nout = neighbour_lists(D, 8, False)
+    nin = neighbour_lists(D, 8, True)
+    rng = np.random.default_rng(seed)
+    applied = 0
+    for _ in range(5):
+        tour = rng.permutation(m).astype(np.int32)
+        pos = np.empty(m, dtype=np.int32)
+        set_positions(tour, pos)
+        queue = np.empty(m, dtype=np.int32)
+        inq = np.zeros(m, dtype=np.bool_)
+        qs = np.zeros(2, dtype=np.int64)
+        journal = np.empty((16, 2), dtype=np.int32)
+        jlen = np.zeros(1, dtype=np.int64)
+        for a in range(m):
+            before = int(tour_cost(D, tour))
+            delta = int(try_or3opt(a, D, nin, nout, tour, pos, queue, inq, qs, journal, jlen))
+            assert sorted(tour.tolist()) == list(range(m))
+            assert all(tour[pos[v]] == v for v in range(m))
+            assert int(tour_cost(D, tour)) == before + delta
+            assert delta <= 0
+            applied += delta < 0
+    assert applied > 0  # random tours are far from optimal: the move must find gains
