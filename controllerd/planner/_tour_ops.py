@@ -56,7 +56,9 @@ def reverse_logged(
 
 
 @_jit
-def push(v: int, queue: NDArray[np.int32], inq: NDArray[np.bool_], qs: NDArray[np.int64]) -> None:
+def push(
+    v: int | np.int32, queue: NDArray[np.int32], inq: NDArray[np.bool_], qs: NDArray[np.int64]
+) -> None:
     if not inq[v]:
         inq[v] = True
         m = queue.shape[0]
