@@ -39,13 +39,13 @@ from controllerd.jobs import (
     Job,
     JobExecutor,
     Journal,
+    PlannerBatcher,
     ProgressReporter,
     TubeTask,
     fcfs_batches,
     plan_batches,
     simple_batcher,
 )
-from controllerd.jobs._planned import PlannerBatcher
 from controllerd.outbox import Outbox, open_state_db
 from controllerd.topics import Topics
 from simulators._station import SimRack

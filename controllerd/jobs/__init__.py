@@ -23,6 +23,7 @@ from controllerd.jobs._model import (
     PickRequest,
     TubeTask,
 )
+from controllerd.jobs._planned import PlannerBatcher
 from controllerd.jobs._progress import ProgressReporter
 from controllerd.jobs._queue import JobQueue
 
@@ -41,6 +42,7 @@ __all__ = [
     "JobState",
     "Journal",
     "PickRequest",
+    "PlannerBatcher",
     "ProgressReporter",
     "TubeTask",
     "fcfs_batches",
