@@ -155,3 +155,7 @@ class Plan(BaseModel):
         default=None, description="Carrier: tube indices per gripper load, in order."
     )
     iterations: int = Field(default=0, description="Search iterations run (reproducibility).")
+    warm: bool = Field(
+        default=True,
+        description="False for a quick numpy-only plan answered while the worker was starting.",
+    )

@@ -211,3 +211,7 @@ class RackBatchPlan(_Out):
     )
     elapsed_ms: float
     iterations: int = Field(description="Search iterations run (reproducibility).")
+    warm: bool = Field(
+        default=True,
+        description="False for a quick numpy-only plan answered while the worker was starting.",
+    )

@@ -5,6 +5,9 @@ numba kernels cannot read a clock, so the kicks run in chunks sized to take roug
 twentieth of the remaining budget; the chunking does not change the result (the random state and
 tour carry over), so with an iteration cap and no deadline pressure the same seed gives the same
 tour.
+
+The numba kernels are imported on first use, not with this module: the daemon process imports
+the planner for its models and the numpy-only fallback (`_cold`), and must not pay for numba.
 """
 
 from __future__ import annotations
@@ -16,8 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from controllerd.planner import _kernels
-from controllerd.planner._construct import nearest_neighbour_tour, neighbour_lists, tour_cost
+from controllerd.planner._cold import closed_cost, cold_tour, numpy_only_active
 
 NEIGHBOURS = 12
 """Candidate list length for the moves: 8 to 12 is the usual sweet spot for 2-opt/Or-opt; 12
@@ -52,7 +54,7 @@ def exact_tour(D: NDArray[np.int32], *, last_fixed: bool = False) -> TourSearchR
     m = D.shape[0]
     if m <= 2:
         tour = np.arange(m, dtype=np.int32)
-        return TourSearchResult(tour=tour, cost_ticks=int(tour_cost(D, tour)), iterations=0)
+        return TourSearchResult(tour=tour, cost_ticks=closed_cost(D, tour), iterations=0)
     orders = np.array(list(itertools.permutations(range(1, m))), dtype=np.int64)
     tours = np.concatenate([np.zeros((orders.shape[0], 1), dtype=np.int64), orders], axis=1)
     D64 = D.astype(np.int64)
@@ -80,11 +82,20 @@ def search_tour(
 
     `last_fixed` puts node m-1 last in the starting tour (used for the dummy end of open routes).
     Tours of up to `exact_max_nodes` nodes (at most `EXACT_MAX_NODES`) are enumerated instead.
+    Inside `numpy_only()` the tour comes from the numpy-only `cold_tour` (no iterations).
     """
     deadline = time.perf_counter() + budget_s
     m = D.shape[0]
     if m <= min(exact_max_nodes, EXACT_MAX_NODES):
         return exact_tour(D, last_fixed=last_fixed)
+    if numpy_only_active():
+        tour, cost_ticks = cold_tour(
+            D, symmetric=symmetric, budget_s=budget_s, last_fixed=last_fixed
+        )
+        return TourSearchResult(tour=tour, cost_ticks=cost_ticks, iterations=0)
+    from controllerd.planner import _kernels
+    from controllerd.planner._construct import nearest_neighbour_tour, neighbour_lists
+
     nout = neighbour_lists(D, NEIGHBOURS, False)
     nin = nout if symmetric else neighbour_lists(D, NEIGHBOURS, True)
     tour = nearest_neighbour_tour(D, nout, last_fixed)

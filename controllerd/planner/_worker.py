@@ -1,27 +1,40 @@
 """`PlannerWorker`: plans in a warmed-up worker process, never on the event loop's thread.
 
 One process (spawn start method: no forked copy of the daemon's threads, sockets or loop) runs
-every plan. `__aenter__` waits until the worker has imported numba, loaded the compiled kernels
-from the on-disk cache (compiling them once if the cache is cold) and solved a tiny problem, so
-the daemon can report READY knowing the first real plan starts at full speed. Plans queue: the
-worker solves one at a time. Cancelling an awaiting `plan` call does not stop a plan already
-running in the worker; it ends at its budget and its result is dropped. The worker runs at a
-lower CPU priority (`WORKER_NICENESS`) than the daemon.
+every plan. `__aenter__` starts it and returns at once; the worker then imports numba, loads the
+compiled kernels from the on-disk cache (compiling them once if the cache is cold) and solves a
+tiny problem, which takes about a second. Until then a plan is answered in the daemon process by
+the numpy-only search of `_cold` in a thread (at most `_cold.MAX_BUDGET_S` of improvement), marked
+`warm=False`, so a first request is answered within a fraction of a second of start-up; `ready()`
+waits for the worker (a daemon may await it before reporting READY). If the worker fails to warm
+up, every plan takes the numpy-only path and the failure is logged once.
+
+Plans queue: the worker solves one at a time. Cancelling an awaiting `plan` call does not stop a
+plan already running in the worker; it ends at its budget and its result is dropped. The worker
+runs at a lower CPU priority (`WORKER_NICENESS`) than the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
+import structlog
+
+from controllerd.planner._cold import numpy_only
 from controllerd.planner._model import CarrierProblem, PickPlaceProblem, Plan, RouteProblem
 from controllerd.planner._rack_model import RackBatchPlan, RackBatchProblem
 
 WORKER_NICENESS = 10
 """Added to the worker process's nice value, so the daemon's event loop keeps priority."""
+
+_log = structlog.get_logger("controllerd.planner")
+
+_T = TypeVar("_T", Plan, RackBatchPlan)
 
 
 def _warm_up() -> int:
@@ -52,7 +65,7 @@ def _plan(
     seed: int,
     max_iterations: int | None,
 ) -> Plan:
-    """Runs in the worker."""
+    """Runs in the worker (or, numpy-only, in a thread of the daemon: see `_cold`)."""
     from controllerd.planner._planner import plan
 
     return plan(problem, budget_ms=budget_ms, seed=seed, max_iterations=max_iterations)
@@ -61,35 +74,55 @@ def _plan(
 def _plan_rack_batches(
     problem: RackBatchProblem, budget_ms: float, seed: int, max_iterations: int | None
 ) -> RackBatchPlan:
-    """Runs in the worker."""
+    """Runs in the worker (or, numpy-only, in a thread of the daemon: see `_cold`)."""
     from controllerd.planner._planner import plan_rack_batches
 
     return plan_rack_batches(problem, budget_ms=budget_ms, seed=seed, max_iterations=max_iterations)
+
+
+def _cold(solve: Callable[..., _T], *args: object) -> _T:
+    """Runs in a thread of the daemon process: the numpy-only search, marked as such."""
+    with numpy_only():
+        result = solve(*args)
+    return result.model_copy(update={"warm": False})
 
 
 class PlannerWorker:
     """Async context manager owning the planner's worker process.
 
     ```python
-    async with PlannerWorker() as worker:   # returns once the worker is warm
-        result = await worker.plan(problem, budget_ms=250, seed=1)
+    async with PlannerWorker() as worker:   # returns at once; the worker warms up meanwhile
+        result = await worker.plan(problem, budget_ms=250, seed=1)   # result.warm: full search?
+        await worker.ready()                # the worker is warm: plans get the full search
     ```
     """
 
     def __init__(self, *, start_method: str = "spawn") -> None:
         self._start_method = start_method
         self._pool: ProcessPoolExecutor | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._warm_task: asyncio.Task[None] | None = None
+        self._warm = asyncio.Event()
+        self._failed: BaseException | None = None
         self.pid: int | None = None
         """The worker's process id once warm (for logs and tests)."""
+
+    @property
+    def warm(self) -> bool:
+        """True once the worker process is ready: plans then get the full numba search."""
+        return self._warm.is_set() and self._failed is None
+
+    async def ready(self) -> bool:
+        """Wait until the worker has warmed up (or failed to); returns `warm`."""
+        await self._warm.wait()
+        return self.warm
 
     async def __aenter__(self) -> Self:
         context = multiprocessing.get_context(self._start_method)
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
-        try:
-            self.pid = await asyncio.get_running_loop().run_in_executor(self._pool, _warm_up)
-        except BaseException:
-            await self._shutdown()
-            raise
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        self._warm_task = self._group.create_task(self._warm_up(self._pool), name="planner-warm-up")
         return self
 
     async def __aexit__(
@@ -98,13 +131,38 @@ class PlannerWorker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._shutdown()
+        group, self._group = self._group, None
+        try:
+            if group is not None:
+                if self._warm_task is not None:
+                    self._warm_task.cancel()  # the process itself stops with the pool below
+                await group.__aexit__(None, None, None)
+        finally:
+            await self._shutdown()
+
+    async def _warm_up(self, pool: ProcessPoolExecutor) -> None:
+        began = asyncio.get_running_loop().time()
+        try:
+            self.pid = await asyncio.get_running_loop().run_in_executor(pool, _warm_up)
+        except Exception as exc:  # any failure: plans fall back to numpy-only, logged once
+            self._failed = exc
+            _log.error("planner worker failed to start: numpy-only plans", error=repr(exc))
+        else:
+            took_s = asyncio.get_running_loop().time() - began
+            _log.info("planner worker warm", pid=self.pid, took_s=round(took_s, 3))
+        finally:
+            self._warm.set()
 
     async def _shutdown(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             # shutdown(wait=True) joins the process: do it off the loop so alarms keep flowing.
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    def _running_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            raise RuntimeError("PlannerWorker is not running: use 'async with PlannerWorker()'")
+        return self._pool
 
     async def plan(
         self,
@@ -114,11 +172,15 @@ class PlannerWorker:
         seed: int = 0,
         max_iterations: int | None = None,
     ) -> Plan:
-        """Plan `problem` in the worker process (see `controllerd.planner.plan`)."""
-        if self._pool is None:
-            raise RuntimeError("PlannerWorker is not running: use 'async with PlannerWorker()'")
+        """Plan `problem` in the worker process (see `controllerd.planner.plan`).
+
+        Before the worker is warm: a numpy-only plan from a thread, `warm=False`.
+        """
+        pool = self._running_pool()
+        if not self.warm:
+            return await asyncio.to_thread(_cold, _plan, problem, budget_ms, seed, max_iterations)
         return await asyncio.get_running_loop().run_in_executor(
-            self._pool, _plan, problem, budget_ms, seed, max_iterations
+            pool, _plan, problem, budget_ms, seed, max_iterations
         )
 
     async def plan_rack_batches(
@@ -133,10 +195,13 @@ class PlannerWorker:
 
         This is what the pick-job executor consumes: `batches` in order, each with its racks in
         fetch order (slot i of the station for the i-th), its tubes in pick order and the
-        exposure of every rack trip.
+        exposure of every rack trip. Before the worker is warm: a numpy-only plan, `warm=False`.
         """
-        if self._pool is None:
-            raise RuntimeError("PlannerWorker is not running: use 'async with PlannerWorker()'")
+        pool = self._running_pool()
+        if not self.warm:
+            return await asyncio.to_thread(
+                _cold, _plan_rack_batches, problem, budget_ms, seed, max_iterations
+            )
         return await asyncio.get_running_loop().run_in_executor(
-            self._pool, _plan_rack_batches, problem, budget_ms, seed, max_iterations
+            pool, _plan_rack_batches, problem, budget_ms, seed, max_iterations
         )

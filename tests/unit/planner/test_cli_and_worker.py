@@ -75,6 +75,7 @@ async def test_worker_plans_off_the_event_loop() -> None:
             ticks += 1
 
     async with PlannerWorker() as worker:
+        assert await worker.ready()
         assert worker.pid is not None
         assert worker.pid != os.getpid()
         async with asyncio.TaskGroup() as group:
