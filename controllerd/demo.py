@@ -288,6 +288,12 @@ Topics: {base}/status, {base}/devices/<id>/state, {base}/devices/<id>/telemetry
 Inject a fault:  simulators inject freezer-1 disconnect   (… --clear to end it)
 Faults: disconnect garbage stuck compressor_fail door_open power_fail sensor_open
 LN2 tank faults (ln2-1, ln2-2): supply_empty valve_stuck lid_open thermocouple_open noise
+Alarms: {base}/alarms/#  pages: {base}/pages  jobs: {base}/jobs/#
+Commands (MQTT 5 request/response; operator "demo" may do everything), e.g. acknowledge:
+  mosquitto_rr -V mqttv5 -h 127.0.0.1 -p {broker.port} -t '{base}/cmd/ack' -e 'replies/demo' \\
+    -m '{{"command_id": "c-1", "operator": "demo", "alarm": "freezer-1.temperature_c.high"}}'
+Pick tubes by barcode (barcodes: inventoryd or the store's map), see docs/jobs.md:
+  ... -t '{base}/cmd/pick' -m '{{"command_id": "c-2", "operator": "demo", "barcodes": [...]}}'
 Ctrl-C stops everything.
 """,
             file=out,
