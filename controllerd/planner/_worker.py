@@ -4,7 +4,7 @@ One process (spawn start method: no forked copy of the daemon's threads, sockets
 every plan. `__aenter__` starts it and returns at once; the worker then imports numba, loads the
 compiled kernels from the on-disk cache (compiling them once if the cache is cold) and solves a
 tiny problem, which takes about a second. Until then a plan is answered in the daemon process by
-the numpy-only search of `_cold` in a thread (at most `_cold.MAX_BUDGET_S` of improvement), marked
+the numpy-only search of `_cold` in a thread (its budget cut to `_cold.MAX_BUDGET_S`), marked
 `warm=False`, so a first request is answered within a fraction of a second of start-up; `ready()`
 waits for the worker (a daemon may await it before reporting READY). If the worker fails to warm
 up, every plan takes the numpy-only path and the failure is logged once.
@@ -25,7 +25,7 @@ from typing import Self, TypeVar
 
 import structlog
 
-from controllerd.planner._cold import numpy_only
+from controllerd.planner._cold import MAX_BUDGET_S, numpy_only
 from controllerd.planner._model import CarrierProblem, PickPlaceProblem, Plan, RouteProblem
 from controllerd.planner._rack_model import RackBatchPlan, RackBatchProblem
 
@@ -178,7 +178,8 @@ class PlannerWorker:
         """
         pool = self._running_pool()
         if not self.warm:
-            return await asyncio.to_thread(_cold, _plan, problem, budget_ms, seed, max_iterations)
+            quick_ms = min(budget_ms, MAX_BUDGET_S * 1e3)
+            return await asyncio.to_thread(_cold, _plan, problem, quick_ms, seed, max_iterations)
         return await asyncio.get_running_loop().run_in_executor(
             pool, _plan, problem, budget_ms, seed, max_iterations
         )
@@ -199,8 +200,9 @@ class PlannerWorker:
         """
         pool = self._running_pool()
         if not self.warm:
+            quick_ms = min(budget_ms, MAX_BUDGET_S * 1e3)
             return await asyncio.to_thread(
-                _cold, _plan_rack_batches, problem, budget_ms, seed, max_iterations
+                _cold, _plan_rack_batches, problem, quick_ms, seed, max_iterations
             )
         return await asyncio.get_running_loop().run_in_executor(
             pool, _plan_rack_batches, problem, budget_ms, seed, max_iterations
