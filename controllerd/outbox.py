@@ -32,6 +32,7 @@ from typing import Protocol, Self
 import aiomqtt
 import structlog
 
+from controllerd._tasks import BackgroundTasks
 from controllerd._time import utc_now
 from controllerd.topics import TelemetryPayload
 from drivers import Backoff
@@ -124,25 +125,21 @@ class Outbox:
         self._wake = asyncio.Event()
         self._acked_changed = asyncio.Condition()
         self._backoff = Backoff(initial_s=0.2, max_s=10.0)
-        self._group: asyncio.TaskGroup | None = None
+        self._background = BackgroundTasks()
         last_seq, _, acked = self._head()
         self._acked = acked
         #: highest seq the broker accepted in this pass (republishing restarts it at the ack)
         self._sent = acked
         self._last_seq = last_seq
         self._waiting_since = time.monotonic()
-        self._tasks: list[asyncio.Task[None]] = []
         #: every successful PUBACK (republications included), for tests and the bench
         self.published = 0
 
     async def __aenter__(self) -> Self:
-        self._group = asyncio.TaskGroup()
-        await self._group.__aenter__()
-        self._tasks.append(self._group.create_task(self._send_loop(), name="outbox-sender"))
+        await self._background.start()
+        self._background.spawn(self._send_loop(), name="outbox-sender")
         if self._telemetry_topic is not None:
-            self._tasks.append(
-                self._group.create_task(self._telemetry_loop(), name="outbox-telemetry")
-            )
+            self._background.spawn(self._telemetry_loop(), name="outbox-telemetry")
         return self
 
     async def __aexit__(
@@ -151,10 +148,7 @@ class Outbox:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._group is not None
-        for task in self._tasks:
-            task.cancel()
-        await self._group.__aexit__(None, None, None)
+        await self._background.close()
 
     # ------------------------------------------------------------------ writing
 

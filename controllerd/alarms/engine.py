@@ -27,6 +27,7 @@ from typing import Any, Self
 
 import structlog
 
+from controllerd._tasks import BackgroundTasks
 from controllerd._time import format_ts, utc_now
 from controllerd.alarms._detect import (
     Detector,
@@ -155,8 +156,7 @@ class AlarmEngine:
         self._store_error: str | None = None
         self._armed_for = math.inf
         self._flushed = asyncio.Condition()
-        self._tasks: asyncio.TaskGroup | None = None
-        self._running: list[asyncio.Task[None]] = []
+        self._tasks = BackgroundTasks()
         self._generation = 0
         self._stored_generation = 0
         # Devices get `startup_grace_s` on top of their comm-loss time to answer a first time
@@ -322,14 +322,11 @@ class AlarmEngine:
                     await self._retire(alarm)
                     continue
             self._restore(point, facts, now)
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
         for point in self.points.values():
             self._mark(point, [])
-        self._running = [
-            self._tasks.create_task(self._publisher(), name="alarms-publisher"),
-            self._tasks.create_task(self._timer(), name="alarms-timer"),
-        ]
+        await self._tasks.start()
+        self._tasks.spawn(self._publisher(), name="alarms-publisher")
+        self._tasks.spawn(self._timer(), name="alarms-timer")
         return self
 
     async def __aexit__(
@@ -338,10 +335,7 @@ class AlarmEngine:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._running:
-            task.cancel()
-        if self._tasks is not None:
-            await self._tasks.__aexit__(None, None, None)
+        await self._tasks.close()
 
     def _restore(self, point: _Point, facts: dict[str, Any], now: float) -> None:
         st = point.state

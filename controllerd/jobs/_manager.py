@@ -9,7 +9,6 @@ interrupted job with the store and the picker (controllerd.jobs._recovery) and r
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import uuid
 from collections import Counter
@@ -18,6 +17,7 @@ from typing import Any, Self
 
 import structlog
 
+from controllerd._tasks import BackgroundTasks
 from controllerd.commands import CommandContext, CommandError, CommandRouter
 from controllerd.config import Config, TubePickerConfig
 from controllerd.jobs._executor import AlarmSink, JobExecutor
@@ -75,8 +75,7 @@ class JobManager:
         self.queue = JobQueue()
         self._jobs: dict[str, Job] = {}
         self.current: Job | None = None
-        self._group: asyncio.TaskGroup | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTasks()
         self._outbox = outbox
         self._alarms = alarms
         #: the supervisor's device dicts, filled while devices come up; read on entering
@@ -138,9 +137,8 @@ class JobManager:
         self._ready = True
         if self.batcher is not None:
             await self.batcher.__aenter__()
-        self._group = asyncio.TaskGroup()
-        await self._group.__aenter__()
-        self._task = self._group.create_task(self._run(), name="jobs-runner")
+        await self._background.start()
+        self._background.spawn(self._run(), name="jobs-runner")
         return self
 
     async def __aexit__(
@@ -149,10 +147,8 @@ class JobManager:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._group is not None and self._task is not None
-        self._task.cancel()
         try:
-            await self._group.__aexit__(None, None, None)
+            await self._background.close()
         finally:
             if self.batcher is not None:
                 await self.batcher.__aexit__(None, None, None)

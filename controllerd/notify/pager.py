@@ -22,6 +22,7 @@ from typing import Any, Self
 
 import structlog
 
+from controllerd._tasks import BackgroundTasks
 from controllerd._time import utc_now
 from controllerd.alarms import SEVERITY_RANK, Event
 from controllerd.alarms.engine import AlarmNotice
@@ -68,18 +69,14 @@ class Pager:
         self._retry = (retry_initial_s, retry_max_s)
         self._open: dict[tuple[str, int], _Occurrence] = {}
         self._queue: asyncio.Queue[AlarmNotice] = asyncio.Queue()
-        self._tasks: asyncio.TaskGroup | None = None
-        self._running: list[asyncio.Task[None]] = []
+        self._tasks = BackgroundTasks()
         self._failing: set[str] = set()
         self.delivered: list[tuple[str, dict[str, Any]]] = []
 
     async def __aenter__(self) -> Self:
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        self._running = [
-            self._tasks.create_task(self._consume(), name="pager-events"),
-            self._tasks.create_task(self._escalate(), name="pager-escalation"),
-        ]
+        await self._tasks.start()
+        self._tasks.spawn(self._consume(), name="pager-events")
+        self._tasks.spawn(self._escalate(), name="pager-escalation")
         return self
 
     async def __aexit__(
@@ -88,10 +85,7 @@ class Pager:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._tasks is not None
-        for task in list(self._tasks._tasks):
-            task.cancel()
-        await self._tasks.__aexit__(None, None, None)
+        await self._tasks.close()  # deliveries still in flight too
 
     def submit(self, request: AlarmNotice) -> None:
         """Hand an alarm event to the pager (never blocks)."""
@@ -185,15 +179,13 @@ class Pager:
             "ts": utc_now(),
             "by": actor,
         }
-        assert self._tasks is not None
         for name in self._escalation.levels[level].notifiers:
             channel = self._channels.get(name)
             if channel is None:
                 continue
             record = event in ("raised", "reminder", "escalated")
-            self._tasks.create_task(
-                self._deliver(channel, page, occ, level, record),
-                name=f"page {name} {occ.alarm}",
+            self._tasks.spawn(
+                self._deliver(channel, page, occ, level, record), name=f"page {name} {occ.alarm}"
             )
 
     async def _deliver(

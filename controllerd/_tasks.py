@@ -1,0 +1,45 @@
+"""Background tasks that an object owns: started in its `__aenter__`, gone after `__aexit__`.
+
+Every long-lived part of the daemon (alarm engine, pager, outbox, job manager) runs its loops in
+one `asyncio.TaskGroup` of its own: tasks are named, nothing is fire-and-forget, and closing
+cancels every task (also those spawned later, such as page deliveries) and waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class BackgroundTasks:
+    """`await tasks.start()`, `tasks.spawn(coro, name=...)`, `await tasks.close()`."""
+
+    def __init__(self) -> None:
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+
+    def spawn(self, coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
+        """Run `coro` as a named task of the group (after `start`)."""
+        if self._group is None:
+            coro.close()
+            raise RuntimeError(f"task '{name}' spawned outside its owner's context")
+        task = self._group.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        """Cancel every task and wait until all have ended; safe to call twice."""
+        group, self._group = self._group, None
+        if group is None:
+            return
+        for task in list(self._tasks):
+            task.cancel()
+        await group.__aexit__(None, None, None)
