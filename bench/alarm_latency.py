@@ -158,7 +158,13 @@ async def measure(
                     await next_state("rtn_unacked")
         finally:
             daemon.terminate()
-            await asyncio.wait_for(daemon.wait(), timeout=10)
+            try:
+                await asyncio.wait_for(daemon.wait(), timeout=10)
+            except TimeoutError:
+                daemon.kill()
+                await daemon.wait()
+                tail = (workdir / f"daemon-{interval_s:g}.log").read_text()[-3000:]
+                print(f"the daemon did not stop within 10 s of SIGTERM; its log ends:\n{tail}")
             log.close()
     return latencies
 
