@@ -60,7 +60,7 @@ class Observer:
         topic: str,
         predicate: Callable[[dict[str, Any]], bool] = bool,
         *,
-        timeout: float = 15.0,
+        timeout: float = 30.0,
         new: bool = False,
         since: int | None = None,
     ) -> dict[str, Any]:
