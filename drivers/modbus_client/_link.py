@@ -32,6 +32,7 @@ from drivers._errors import (
     ProtocolError,
 )
 from drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, ReadBlock, RegisterTable
+from drivers.modbus_client._deadline import LazyDeadline
 
 #: What opening or using a link raises besides pymodbus's own errors: sockets and serial ports
 #: (termios.error is not an OSError; pyserial raises it when a port refuses its settings).
@@ -69,6 +70,7 @@ class ModbusLink:
         self._next_attempt = 0.0
         self._last_frame_end = 0.0
         self._gap_s = config.gap_s if isinstance(config, ModbusRtuConfig) else 0.0
+        self._deadline = LazyDeadline()
 
     def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         cfg = self._config
@@ -235,8 +237,9 @@ class ModbusLink:
     ) -> list[Sequence[int]]:
         """Read each block's registers from `unit_id`, in one turn on the line.
 
-        One device read takes the lock once and runs under one outer timeout (the sum of the
-        blocks' budgets): pymodbus still times every attempt, and the gap precedes every frame.
+        One device read takes the lock once and runs under one outer bound (the sum of the
+        blocks' budgets, a `LazyDeadline`): pymodbus still times every attempt, and the gap
+        precedes every frame.
         """
         cfg = self._config
         words: list[Sequence[int]] = []
@@ -246,33 +249,41 @@ class ModbusLink:
                 await self._ensure_open(device)
             client = self._client
             assert client is not None
+            # pymodbus times each attempt; this outer bound catches anything that hangs.
+            self._deadline.arm(len(blocks) * cfg.timeout_s * (cfg.retries + 1) + 1.0)
             try:
-                async with asyncio.timeout(len(blocks) * cfg.timeout_s * (cfg.retries + 1) + 1.0):
-                    for block in blocks:
-                        operation = block.operation
-                        read = (
-                            client.read_holding_registers
-                            if block.table == "holding"
-                            else client.read_input_registers
-                        )
+                for block in blocks:
+                    operation = block.operation
+                    read = (
+                        client.read_holding_registers
+                        if block.table == "holding"
+                        else client.read_input_registers
+                    )
+                    if self._gap_s:
+                        await self._quiet()
+                    try:
+                        response = await read(block.start, count=block.count, device_id=unit_id)
+                    finally:
                         if self._gap_s:
-                            await self._quiet()
-                        try:
-                            response = await read(block.start, count=block.count, device_id=unit_id)
-                        finally:
-                            if self._gap_s:
-                                self._last_frame_end = time.monotonic()
-                        self._check(response, device=device, operation=operation)
-                        registers: Sequence[int] = response.registers
-                        if len(registers) != block.count:
-                            raise ProtocolError(
-                                f"asked for {block.count} registers, got {len(registers)}",
-                                device=device,
-                                operation=operation,
-                            )
-                        words.append(registers)
-            except _CAUGHT as exc:
-                raise self._translate(exc, device=device, operation=operation) from exc
+                            self._last_frame_end = time.monotonic()
+                    self._check(response, device=device, operation=operation)
+                    registers: Sequence[int] = response.registers
+                    if len(registers) != block.count:
+                        raise ProtocolError(
+                            f"asked for {block.count} registers, got {len(registers)}",
+                            device=device,
+                            operation=operation,
+                        )
+                    words.append(registers)
+            except BaseException as exc:
+                if self._deadline.disarm(exc):
+                    raise self._translate(
+                        TimeoutError(), device=device, operation=operation
+                    ) from exc
+                if isinstance(exc, _CAUGHT):
+                    raise self._translate(exc, device=device, operation=operation) from exc
+                raise
+            self._deadline.disarm(None)
         return words
 
     async def write_registers(
@@ -290,6 +301,7 @@ class ModbusLink:
     async def close(self) -> None:
         async with self._lock:
             self._drop_client()
+            self._deadline.close()
 
 
 class ModbusLinks:

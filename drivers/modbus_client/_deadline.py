@@ -1,0 +1,70 @@
+"""A link's outer time bound, re-armed lazily: one timer per link, not one per request.
+
+`asyncio.timeout` schedules and cancels a timer for every device read (about a tenth of the
+link's own CPU per read). A link runs one exchange at a time, so one bound serves them all:
+`arm` stamps the current exchange's deadline and schedules a timer only when none is pending;
+when the timer fires it cancels the exchange if its deadline has passed, re-arms for the
+current deadline if a later exchange is running, and stays unarmed while the link is idle.
+Expiry then works as in `asyncio.timeout`: the task is cancelled, and `disarm` tells the
+caller the cancellation was the bound's, to be raised as a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class LazyDeadline:
+    """The outer bound of one exchange at a time (the link's lock guarantees that)."""
+
+    __slots__ = ("_at", "_cancelling", "_fired", "_task", "_timer")
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[object] | None = None
+        self._at = 0.0
+        self._cancelling = 0
+        self._fired = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def arm(self, budget_s: float) -> None:
+        """Bound what the current task does until `disarm` to `budget_s` from now."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None, "arm() runs inside a task"
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._fired = False
+        self._at = loop.time() + budget_s
+        timer = self._timer
+        if timer is not None and timer.when() > self._at:
+            timer.cancel()  # a shorter budget than the pending timer's
+            timer = None
+        if timer is None:
+            self._timer = loop.call_at(self._at, self._expire)
+
+    def disarm(self, exc: BaseException | None) -> bool:
+        """End the bound; True when it expired and `exc` is the cancellation it caused."""
+        task, self._task = self._task, None
+        if not self._fired:
+            return False
+        self._fired = False
+        assert task is not None
+        return task.uncancel() <= self._cancelling and isinstance(exc, asyncio.CancelledError)
+
+    def close(self) -> None:
+        """Drop the pending timer (the link is closing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        task = self._task
+        if task is None:
+            return  # idle: the next arm schedules a timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._at:
+            self._timer = loop.call_at(self._at, self._expire)
+            return
+        self._fired = True
+        task.cancel()
