@@ -5,19 +5,28 @@ Modbus TCP (the demo's freezer-1 register map: one holding and one input read pe
 it from `python -m simulators run` in a separate process (its CPU counts against no client),
 starts a private Mosquitto, and measures in this process, on the same devices for the same time:
 
-- bare: one `AsyncModbusTcpClient` per device looping the daemon's read blocks
-  (`plan_reads`) as fast as it can, no decoding, nothing published;
-- path: the daemon's own code (`build_driver` → `ModbusDriver`, `DevicePoller.poll_once`
-  publishing telemetry to the broker through `MqttConnection`), same loop, as fast as it can;
+- bare: one `AsyncModbusTcpClient` per device reading the daemon's read blocks (`plan_reads`),
+  same timeout and retries as the daemon's links, no decoding, nothing published;
+- path: the daemon's own code (`build_driver` → `ModbusDriver` → `ModbusLink`,
+  `DevicePoller.poll_once` publishing telemetry to the broker through `MqttConnection`, and
+  the `AlarmEngine` fed every poll, as the supervisor wires them).
 
-alternating bare, path, bare, path (`--rounds`), each after a 1 s warm-up that is not counted.
-CPU per read is this process's `time.process_time()` over completed device reads; the overhead
-is path / bare - 1 on the medians. Throughput is bounded by the simulator sharing the cores, so
-the CPU per read is the figure that compares. Then the real daemon (`python -m controllerd run`)
-polls the room every 0.5 s; its CPU comes from /proc/PID/stat and its reads are the telemetry
-messages counted on the broker. Results go to `bench/RESULTS.md` under `## Polling`.
+Each is run flat out (every device read back to back) and paced (every device on
+`DevicePoller.run`'s fixed-rate schedule, `--paced-rate` reads/s per room, the same for both).
+Flat out, the loop that reads faster batches more work per event-loop turn and per syscall, so
+its CPU per read drops for reasons that have nothing to do with its code (bare runs 2-3 times
+the path's rate there); paced, both do the same reads at the same rate, as the daemon does, so
+the paced overhead is the like-for-like one. The paced rounds also build the path up one layer
+at a time (driver, poller, MQTT, alarm engine) to show what each layer costs.
 
-Run: `.venv/bin/python bench/polling.py` (`--profile` prints a cProfile of the path instead).
+Rounds alternate bare and path, each after a 1 s warm-up that is not counted. CPU per read is
+this process's `time.process_time()` over completed device reads; the overhead is
+path / bare - 1 on the medians. Then the real daemon (`python -m controllerd run`) polls the
+room every 0.5 s; its CPU comes from /proc/PID/stat and its reads are the telemetry messages
+counted on the broker. Results go to `bench/RESULTS.md` under `## Polling`.
+
+Run: `.venv/bin/python bench/polling.py` (`--profile [paced|flat]` prints a cProfile of one
+path round instead; `--no-write` leaves RESULTS.md alone).
 """
 
 from __future__ import annotations

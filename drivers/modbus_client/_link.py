@@ -3,6 +3,10 @@
 The link owns what the protocol needs around pymodbus: one lock so a shared RS-485 line carries
 one exchange at a time, the silent gap between frames, a timeout around every call, reconnects
 with capped jittered backoff, and translation of pymodbus errors into the drivers' tree.
+
+A device read (`read_blocks`) is the poll path's hot spot: all its blocks go out under one
+lock acquisition and one outer bound (`LazyDeadline`, no timer per read); pymodbus still times
+every attempt of every request.
 """
 
 from __future__ import annotations
