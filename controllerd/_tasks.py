@@ -40,6 +40,10 @@ class BackgroundTasks:
         group, self._group = self._group, None
         if group is None:
             return
-        for task in list(self._tasks):
-            task.cancel()
+        # Cancel until every task has ended: on Python 3.11 a cancel that arrives just as an
+        # awaited future completes can be lost, and the group would then wait forever.
+        while pending := [task for task in self._tasks if not task.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.5)
         await group.__aexit__(None, None, None)

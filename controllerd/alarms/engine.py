@@ -474,8 +474,10 @@ class AlarmEngine:
                 or (point.suppressible_by_grace and grace is not None and grace.active(now))
             )
             self._apply(point, point.state.set_suppressed(suppressed))
-            self._apply(point, point.state.expire_shelve(wall))
-        self._apply(dev.comm, dev.comm.state.expire_shelve(wall))
+            if point.state.shelved_until is not None:
+                self._apply(point, point.state.expire_shelve(wall))
+        if dev.comm.state.shelved_until is not None:
+            self._apply(dev.comm, dev.comm.state.expire_shelve(wall))
         deadline = self._device_deadline(dev)
         if deadline is not None and deadline < self._armed_for:
             self._armed_for = deadline

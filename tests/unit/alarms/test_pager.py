@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,20 @@ async def test_restart_resumes_without_paging_again(tmp_path: Path) -> None:
             await asyncio.sleep(0.2)
     # occurrence 1 was paged before the restart; occurrence 2 never was: only it is paged now.
     assert [(x["event"], x["occurrence"]) for x in again.pages] == [("raised", 2)]
+
+
+async def test_background_tasks_close_even_when_a_task_swallows_one_cancel() -> None:
+    from controllerd._tasks import BackgroundTasks
+
+    async def stubborn() -> None:
+        # What a lost cancellation looks like from outside: the task goes on after one cancel.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        await asyncio.sleep(3600)
+
+    tasks = BackgroundTasks()
+    await tasks.start()
+    task = tasks.spawn(stubborn(), name="stubborn")
+    await asyncio.sleep(0)
+    await asyncio.wait_for(tasks.close(), timeout=5)
+    assert task.done()
