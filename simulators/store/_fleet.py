@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from controllerd.config import Config, TubeStoreConfig
 from controllerd.sim_config import SimulatorSection
+from simulators._fleet import Fleet
 from simulators._station import PickStation
 from simulators.store._server import SimulatedStore
 
 
-class StoreFleet:
+class StoreFleet(Fleet[SimulatedStore]):
     """Every `tube_store` with a simulation block; all share the room's pick station."""
 
     def __init__(self, stores: dict[str, SimulatedStore]) -> None:
+        super().__init__(stores)
         self.stores = stores
-        self._stack: contextlib.AsyncExitStack | None = None
 
     @classmethod
     def from_config(
@@ -46,29 +45,6 @@ class StoreFleet:
             if isinstance(dev, TubeStoreConfig) and dev.simulation is not None
         }
         return cls(stores)
-
-    def __bool__(self) -> bool:
-        return bool(self.stores)
-
-    def get(self, device: str) -> SimulatedStore | None:
-        return self.stores.get(device)
-
-    async def __aenter__(self) -> Self:
-        async with contextlib.AsyncExitStack() as stack:
-            for store in self.stores.values():
-                await stack.enter_async_context(store)
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            await stack.aclose()
 
     def status(self) -> dict[str, Any]:
         return {store.id: store.state() for store in self.stores.values()}
