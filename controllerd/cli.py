@@ -50,8 +50,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = _load_or_exit(args.config)
     configure_logging(level=config.logging.level, fmt=config.logging.format)
-    asyncio.run(run_daemon(config))
-    return 0
+    return asyncio.run(run_daemon(config))
 
 
 def _sentinel(args: argparse.Namespace) -> int:
