@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol, Self
 
 import aiomqtt
 import structlog
-from paho.mqtt.client import MQTT_ERR_SUCCESS
+from paho.mqtt.client import MQTT_ERR_SUCCESS, MQTT_LOG_ERR
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -78,6 +78,13 @@ class MqttConnection:
         #: telemetry (QoS 0, not retained) of the current loop turn, written as one chunk
         self._batch: Qos0Batch | None = None
         self.dropped = 0
+        #: why the last connection attempt failed or the session ended (None once connected)
+        self.last_error: str | None = None
+        #: failed connection attempts since the last successful connect
+        self.failures = 0
+        #: the socket or TLS error paho logged during the current attempt (a refused client
+        #: certificate surfaces there, while aiomqtt only sees a CONNACK timeout)
+        self._transport_error: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -148,6 +155,13 @@ class MqttConnection:
             # Small state messages must not wait for Nagle's algorithm.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+        self._transport_error = None
+
+        def on_log(paho: Any, userdata: Any, level: int, text: str) -> None:
+            if level == MQTT_LOG_ERR:
+                self._transport_error = text
+
+        client._client.on_log = on_log
         # Every poller publishes at its tick, so hundreds of publishes in flight are normal;
         # aiomqtt would log a warning for each one past 10 (thousands of lines a minute).
         client.pending_calls_threshold = 1_000_000
@@ -199,10 +213,16 @@ class MqttConnection:
                     else:
                         _log.info("broker connected", host=self._mqtt.host, port=self._mqtt.port)
                     self._backoff.reset()
+                    self.last_error = None
+                    self.failures = 0
                     async for message in client.messages:
                         self._dispatch(message)
             except (aiomqtt.MqttError, OSError) as exc:
                 reason = str(exc) or type(exc).__name__
+                if self._transport_error:
+                    reason = f"{reason} ({self._transport_error})"
+                self.last_error = reason
+                self.failures += 1
                 delay = self._backoff.next_delay()
                 log = _log.warning if self._backoff.failures == 1 else _log.debug
                 log(
