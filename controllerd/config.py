@@ -57,6 +57,9 @@ class MqttSection(Strict):
     cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
     key_file: Path | None = Field(default=None, description="Client key (mutual TLS).")
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive.")
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="How long one connection attempt may take."
+    )
     reconnect_initial_s: float = Field(default=0.5, gt=0, description="First reconnect delay.")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Cap of the reconnect delay.")
 

@@ -149,7 +149,7 @@ class MqttConnection:
             username=cfg.username,
             password=password,
             keepalive=cfg.keepalive_s,
-            timeout=10,
+            timeout=cfg.connect_timeout_s,
             tls_context=tls_context,
             will=aiomqtt.Will(self._topics.status, self._status("offline"), qos=1, retain=True),
             # Small state messages must not wait for Nagle's algorithm.

@@ -176,6 +176,7 @@ def _connection(
                 "key_file": str(pki.stranger_key if stranger else pki.client_key),
                 "reconnect_initial_s": 0.1,
                 "reconnect_max_s": 0.3,
+                "connect_timeout_s": 2.0,
             },
         }
     )
