@@ -25,7 +25,13 @@ from controllerd.demo import prepare_room
 pytestmark = pytest.mark.system
 
 
-def _spawn(args: list[str], log: Path, *, read_stdout: bool = False) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str],
+    log: Path,
+    *,
+    read_stdout: bool = False,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, *args],
@@ -33,6 +39,7 @@ def _spawn(args: list[str], log: Path, *, read_stdout: bool = False) -> subproce
             stderr=out,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env={**os.environ, **env} if env else None,
         )
 
 
@@ -81,10 +88,12 @@ class Stack:
         line = self.simulators.stdout.readline()  # blocks until ready (or exit)
         assert line.startswith(b"simulators ready"), self.log("simulators.log")
 
-    def start_daemon(self) -> subprocess.Popen[bytes]:
+    def start_daemon(self, *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """The daemon as systemd starts it; `env` adds variables (e.g. NOTIFY_SOCKET)."""
         self.daemon = _spawn(
             ["-m", "controllerd", "run", "-c", str(self.room_path)],
             self.workdir / "controllerd.log",
+            env=env,
         )
         return self.daemon
 

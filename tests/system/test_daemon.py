@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -168,6 +169,18 @@ async def test_kill_9_makes_the_broker_say_offline(room: Stack) -> None:
         )
 
 
+async def _datagrams_until(sock: socket.socket, line: str, timeout: float = 30.0) -> list[str]:
+    """sd_notify datagrams received until one holding `line` (that one last)."""
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            data = (await loop.sock_recv(sock, 4096)).decode()
+            seen.append(data)
+            if line in data.splitlines():
+                return seen
+
+
 async def test_sigterm_stops_cleanly_and_says_offline(tmp_path: Any) -> None:
     """SIGINT in the middle of start-up and SIGTERM once running: each stops the daemon
     within its 5 s bar (the daemon bounds its own stop at 4 s plus a last-resort exit) and
@@ -186,16 +199,30 @@ async def test_sigterm_stops_cleanly_and_says_offline(tmp_path: Any) -> None:
             assert code == 0, stack.log("controllerd.log")
             await obs.wait_for(status, lambda b: b["state"] == "offline", since=mark)
 
-            mark = obs.mark()
-            daemon = stack.start_daemon()
-            await obs.wait_for(status, lambda b: b["state"] == "online", since=mark)
-            for device in stack.config.devices:
-                topic = f"{stack.base}/devices/{device.id}/telemetry"
-                await obs.wait_for(topic, lambda b: b["quality"] == "good", since=mark)
-            mark = obs.mark()
-            daemon.send_signal(signal.SIGTERM)
-            code = await asyncio.to_thread(daemon.wait, STOP_BAR_S)
-            assert code == 0, stack.log("controllerd.log")
+            # Started as systemd would: a notify socket and a 1 s watchdog.
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+                notify.bind(str(tmp_path / "notify.sock"))
+                notify.setblocking(False)
+                mark = obs.mark()
+                daemon = stack.start_daemon(
+                    env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"}
+                )
+                datagrams = await _datagrams_until(notify, "READY=1")
+                ready = datagrams[-1].splitlines()
+                # READY comes once every device has been tried, with the status line.
+                n = len(stack.config.devices)
+                status_line = next(x for x in ready if x.startswith("STATUS="))
+                assert status_line.endswith(f"/{n} devices connected, broker connected"), ready
+                await _datagrams_until(notify, "WATCHDOG=1")
+                for device in stack.config.devices:
+                    topic = f"{stack.base}/devices/{device.id}/telemetry"
+                    await obs.wait_for(topic, lambda b: b["quality"] == "good", since=mark)
+                await _datagrams_until(notify, "WATCHDOG=1")  # still fed while polls progress
+                mark = obs.mark()
+                daemon.send_signal(signal.SIGTERM)
+                code = await asyncio.to_thread(daemon.wait, STOP_BAR_S)
+                assert code == 0, stack.log("controllerd.log")
+                await _datagrams_until(notify, "STOPPING=1")
             await obs.wait_for(status, lambda b: b["state"] == "offline", since=mark)
         log = (stack.workdir / "controllerd.log").read_text(errors="replace")
         assert log.count("stopping on signal") == 2
