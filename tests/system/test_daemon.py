@@ -4,6 +4,7 @@ and an independent MQTT client watching what an operator's dashboard would see."
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -89,6 +90,18 @@ async def test_disconnect_turns_one_device_bad_while_others_flow(room: Stack) ->
             f"{room.base}/devices/freezer-1/telemetry", lambda b: b["quality"] == "good", new=True
         )
     assert room.daemon is not None and room.daemon.poll() is None
+    # The log tells the outage once and the recovery once, with the device bound (not repeats).
+    records = [
+        json.loads(line)
+        for line in (room.workdir / "controllerd.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    mine = [r for r in records if r.get("device") == "freezer-1"]
+    events = [r["event"] for r in mine]
+    assert events.count("device not answering") == 1, events
+    assert events.count("device recovered") == 1, events
+    down = next(r for r in mine if r["event"] == "device not answering")
+    assert down["level"] == "warning" and down["error"]
 
 
 async def test_garbage_never_crashes_the_daemon(room: Stack) -> None:
