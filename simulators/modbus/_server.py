@@ -17,8 +17,10 @@ Modbus TCP limit on simultaneous connections, and answer delays.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
+import time
 import tty
 from collections.abc import Mapping
 from pathlib import Path
@@ -161,6 +163,10 @@ class ModbusRtuLine:
         self._buffer = b""
         self._silence: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: the line as a scope would show it, newest last: (monotonic time, "request" | "reply",
+        #: unit id). A request is stamped at its first byte, a reply when written.
+        self.traffic: collections.deque[tuple[float, str, int]] = collections.deque(maxlen=4096)
+        self._frame_started = 0.0
 
     async def __aenter__(self) -> Self:
         if self.path.is_symlink():
@@ -216,6 +222,8 @@ class ModbusRtuLine:
         except OSError as exc:
             _log.warning("rtu read failed", path=str(self.path), error=str(exc))
             return
+        if not self._buffer:
+            self._frame_started = time.monotonic()
         self._buffer += data
         frames, self._buffer = drain_rtu(self._buffer, silence=False)
         for frame in frames:
@@ -233,6 +241,7 @@ class ModbusRtuLine:
             self._serve(frame)
 
     def _serve(self, frame: RtuFrame) -> None:
+        self.traffic.append((self._frame_started, "request", frame.unit_id))
         device = self.devices.get(frame.unit_id)
         if device is None:
             return  # another unit's frame, or a broadcast: a slave stays quiet
@@ -245,6 +254,7 @@ class ModbusRtuLine:
             return
         try:
             os.write(self._master, reply)
+            self.traffic.append((time.monotonic(), "reply", frame.unit_id))
         except OSError as exc:
             # A full pty buffer (nobody reading the port) loses the answer, as a line would.
             _log.debug("rtu write failed", path=str(self.path), error=str(exc))
