@@ -3,11 +3,13 @@
 Pure codecs (no I/O; the simulator reuses them): COBS framing with CRC-16/CCITT-FALSE
 (`encode_frame`, `decode_frame`, `FrameReader`) and msgpack messages (`Message`,
 `encode_message`, `decode_message`, the args models and `ErrorCode`). I/O: `FirmwareLink`
-(sequence numbers, one command in flight, retransmission, heartbeat supervision),
-`PickerMotion` (home, move_to, pick, place, scan, stop, status, set_motion) and `PickerDriver`
-(the daemon's `drivers.Driver` for a `tube_picker`). The protocol: docs/firmware-protocol.md.
+(sequence numbers, one command in flight, retransmission, heartbeat supervision on an
+injectable `LinkClock`), `PickerMotion` (home, move_to, pick, place, scan, stop, status,
+set_motion) and `PickerDriver` (the daemon's `drivers.Driver` for a `tube_picker`).
+The protocol: docs/firmware-protocol.md.
 """
 
+from firmware_bridge._clock import LinkClock, MonotonicClock
 from firmware_bridge._config import AxisMotion, FirmwareSerialConfig, MotionConfig
 from firmware_bridge._driver import PickerDriver, reading_of
 from firmware_bridge._errors import (
@@ -72,8 +74,10 @@ __all__ = [
     "FrameError",
     "FrameReader",
     "IncompatibleFirmware",
+    "LinkClock",
     "Message",
     "MessageError",
+    "MonotonicClock",
     "MotionConfig",
     "MotionFault",
     "PickerDriver",

@@ -66,7 +66,23 @@ class IncompatibleFirmware(FirmwareError, ConnectFailed):
 
 
 class CommunicationLost(FirmwareError, NotConnected):
-    """The controller fell silent or the port closed; the link must be reopened."""
+    """The controller fell silent or the port closed; the link must be reopened.
+
+    `silent_s` is how long the controller had been silent when the heartbeat supervision
+    declared the loss (measured on the link's clock), None for a loss of another cause.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_in_s: float,
+        device: str | None = None,
+        operation: str | None = None,
+        silent_s: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_in_s=retry_in_s, device=device, operation=operation)
+        self.silent_s = silent_s
 
 
 class FirmwareTimeout(FirmwareError, DeviceTimeout):

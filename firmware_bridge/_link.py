@@ -20,6 +20,9 @@ What the link owns (docs/firmware-protocol.md, "Host behaviour"):
   is dropped instead of answering the next one; a motion whose caller is cancelled is stopped;
 * heartbeat supervision: no valid frame within `heartbeat_timeout_s` is a communication loss;
   the in-flight request fails with CommunicationLost and the link is done (reopen a new one).
+  Every valid frame moves the deadline to its arrival + `heartbeat_timeout_s`, and the
+  supervisor sleeps until exactly that deadline (on an injectable `LinkClock`), so the loss is
+  declared when the timeout has passed, not up to a polling period later.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import contextlib
 import itertools
 import random
 import termios
-import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -39,6 +41,7 @@ import serial_asyncio_fast
 import structlog
 
 from drivers import ConnectFailed
+from firmware_bridge._clock import LinkClock, MonotonicClock
 from firmware_bridge._config import FirmwareSerialConfig
 from firmware_bridge._errors import (
     CommandRejected,
@@ -95,12 +98,19 @@ class FirmwareLink:
     `request(op, args)` returns the final reply (`ack` for instant requests, `done` for
     motions) and raises CommandRejected (`nak`), MotionFault (`fault`), FirmwareTimeout or
     CommunicationLost. `status` is the latest heartbeat, `hello` the firmware's `hello` answer.
+    `clock` times the heartbeat supervision (default: the monotonic clock).
     """
 
     def __init__(
-        self, *, config: FirmwareSerialConfig, device: str, host: str = "controllerd"
+        self,
+        *,
+        config: FirmwareSerialConfig,
+        device: str,
+        host: str = "controllerd",
+        clock: LinkClock | None = None,
     ) -> None:
         self.config = config
+        self._clock: LinkClock = clock or MonotonicClock()
         self.device = device
         self._host = host
         self._log = _log.bind(device=device, port=config.port)
@@ -115,7 +125,7 @@ class FirmwareLink:
         self._closed: asyncio.Future[None] | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._last_rx = time.monotonic()
+        self._last_rx = self._clock.now()
         self._lost: CommunicationLost | None = None
         self._version = PROTOCOL_VERSION
         self._motion_seq: int | None = None
@@ -126,6 +136,8 @@ class FirmwareLink:
         self.last_fault: CodeArgs | None = None
         self.stale_replies = 0
         self.bad_messages = 0
+        #: Valid frames received (replies, events and heartbeats alike).
+        self.frames_in = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -148,7 +160,7 @@ class FirmwareLink:
                 f"cannot open {cfg.port}: {exc}", device=self.device, operation="connect"
             ) from exc
         self._transport = transport
-        self._last_rx = time.monotonic()
+        self._last_rx = self._clock.now()
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         self._supervisor = self._tasks.create_task(
@@ -217,9 +229,14 @@ class FirmwareLink:
         return self._lost
 
     @property
+    def last_heard(self) -> float:
+        """When (on the link's clock) the last valid frame arrived."""
+        return self._last_rx
+
+    @property
     def silent_s(self) -> float:
         """Seconds since the last valid frame from the firmware."""
-        return time.monotonic() - self._last_rx
+        return self._clock.now() - self._last_rx
 
     @property
     def frame_errors(self) -> int:
@@ -378,7 +395,8 @@ class FirmwareLink:
             self.bad_messages += 1
             self._log.debug("frame of another protocol version dropped", version=frame.version)
             return
-        self._last_rx = time.monotonic()
+        self._last_rx = self._clock.now()
+        self.frames_in += 1
         if message.op == "heartbeat":
             self.status = StatusArgs.model_validate(message.args)
             return
@@ -404,7 +422,7 @@ class FirmwareLink:
         if self._transport is not None:  # not closing on purpose
             self._lose(f"port closed: {exc}" if exc else "port closed")
 
-    def _lose(self, reason: str) -> None:
+    def _lose(self, reason: str, *, silent_s: float | None = None) -> None:
         if self._lost is not None:
             return
         self._lost = CommunicationLost(
@@ -412,8 +430,9 @@ class FirmwareLink:
             retry_in_s=self.config.reconnect_initial_s,
             device=self.device,
             operation="heartbeat",
+            silent_s=silent_s,
         )
-        self._log.warning("firmware link lost", reason=reason)
+        self._log.warning("firmware link lost", reason=reason, silent_s=silent_s)
         self._fail_pending(self._lost)
 
     def _fail_pending(self, error: FirmwareError) -> None:
@@ -421,9 +440,15 @@ class FirmwareLink:
             queue.put_nowait(error)
 
     async def _supervise(self) -> None:
+        """Sleep until the last frame's deadline; lost if nothing arrived meanwhile."""
         timeout = self.config.heartbeat_timeout_s
         while self._lost is None:
-            await asyncio.sleep(timeout / 5)
-            silent = self.silent_s
-            if silent > timeout:
-                self._lose(f"controller silent for {silent:.2f} s (heartbeat timeout {timeout} s)")
+            await self._clock.sleep_until(self._last_rx + timeout)
+            now = self._clock.now()
+            # The same sum as the deadline slept on (a difference could round below it).
+            if now >= self._last_rx + timeout:
+                silent = now - self._last_rx
+                self._lose(
+                    f"controller silent for {silent:.2f} s (heartbeat timeout {timeout} s)",
+                    silent_s=silent,
+                )

@@ -9,6 +9,7 @@ from firmware_bridge._config import AxisMotion, FirmwareSerialConfig, MotionConf
 from firmware_bridge._crc import crc16_ccitt_false
 from firmware_bridge._errors import CodecError, FrameError, MessageError
 from firmware_bridge._framing import (
+    DELIMITER,
     MAX_BODY,
     MAX_ENCODED,
     MAX_PAYLOAD,
@@ -45,6 +46,7 @@ from firmware_bridge._messages import (
 
 __all__ = [
     "ACKS",
+    "DELIMITER",
     "EVENT_SEQ",
     "MAX_BODY",
     "MAX_ENCODED",

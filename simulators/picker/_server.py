@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import random
+import sys
+import termios
 import tty
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -28,7 +31,9 @@ import structlog
 
 from controllerd.sim_config import PickerSimulation
 from firmware_bridge.protocol import (
+    DELIMITER,
     EVENT_SEQ,
+    MAX_ENCODED,
     MOTIONS,
     REQUESTS,
     CodeArgs,
@@ -105,6 +110,8 @@ class PickerSimulator:
         self.faults: set[str] = set()
         self._rng = rng or random.Random(device_id)
         self._reader = FrameReader()
+        #: Received bytes of a frame whose delimiter has not arrived yet (drop / corrupt on).
+        self._inbound = bytearray()
         self._cache: OrderedDict[int, _Cached] = OrderedDict()
         self._master: int | None = None
         self._slave: int | None = None
@@ -225,7 +232,7 @@ class PickerSimulator:
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "frames_dropped": self.frames_dropped,
-            "bad_frames": self._reader.errors,
+            "bad_frames": self.bad_frames,
         }
 
     def _status_args(self) -> StatusArgs:
@@ -257,15 +264,46 @@ class PickerSimulator:
             return
         if "silent" in self.faults:
             return
-        for frame in self._reader.feed(data):
-            if self.faults & {"drop", "corrupt"}:
-                wire = encode_frame(frame)
-                if self._mangle(wire) != wire:
-                    # Lost, or bit-flipped: CRC-16 catches every single-bit error, so the
-                    # firmware drops a flipped frame exactly as it drops a lost one.
-                    continue
+        for frame in self._reader.feed(self._line_in(data)):
             self.frames_in += 1
             self._on_frame(frame)
+
+    def _line_in(self, data: bytes) -> bytes:
+        """What the firmware's UART makes of `data`: with `drop` / `corrupt` on, each whole
+        frame is lost or bit-flipped on its way in (so a flipped frame reaches the reader and
+        fails its CRC there, counted in `bad_frames`)."""
+        if not self.faults & {"drop", "corrupt"}:
+            data, self._inbound = bytes(self._inbound) + data, bytearray()
+            return data
+        self._inbound += data
+        out = bytearray()
+        while (end := self._inbound.find(DELIMITER)) >= 0:
+            wire = bytes(self._inbound[: end + 1])
+            del self._inbound[: end + 1]
+            out += self._mangle(wire) or b""
+        if len(self._inbound) >= MAX_ENCODED:
+            # No delimiter in sight: line noise, which the reader discards and counts.
+            out += self._inbound
+            self._inbound.clear()
+        return bytes(out)
+
+    def write_line_noise(self, data: bytes) -> None:
+        """Put raw bytes on the line towards the host, as electrical noise would."""
+        assert self._master is not None
+        os.write(self._master, data)
+
+    @property
+    def unread_by_host(self) -> int:
+        """Bytes written towards the host that the host has not read from the port yet."""
+        if self._slave is None:
+            return 0
+        buf = fcntl.ioctl(self._slave, termios.FIONREAD, b"\0\0\0\0")
+        return int.from_bytes(buf, sys.byteorder)
+
+    @property
+    def bad_frames(self) -> int:
+        """Received frames that failed COBS, size or CRC (bit flips, line noise)."""
+        return self._reader.errors
 
     def _mangle(self, wire: bytes) -> bytes | None:
         rate = self.params.fault_rate

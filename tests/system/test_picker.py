@@ -1,15 +1,17 @@
 """The firmware bridge against the picker MCU simulator on a real pseudo-terminal.
 
-Every motion call completes through dropped and bit-flipped frames without running anything
-twice; a silent controller is a communication loss, found by the heartbeat supervision before
-the retry budget would run out; `stop` interrupts a running move; an incompatible firmware is
-refused at `hello`; the simulator answers a retransmission from its reply cache.
+Every motion call completes through dropped and bit-flipped frames (both ways) and through line
+noise without running anything twice; a silent controller is a communication loss, found by the
+heartbeat supervision before the retry budget would run out (tests/unit/firmware_bridge/
+test_heartbeat.py pins the deadline itself); `stop` interrupts a running move; an incompatible
+firmware is refused at `hello`; the simulator answers a retransmission from its reply cache.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -136,8 +138,50 @@ async def test_motions_complete_through_drops_and_bit_flips_without_running_twic
     rack = station.racks["P2"]
     assert rack is not None
     assert [rack.tubes[f"B{c}"] for c in range(1, 7)] == [BARCODES[f"A{c}"] for c in range(1, 7)]
-    # The faults really were on the line.
+
+    # The faults really were on the line: frames lost, and bit-flipped frames reaching both
+    # readers (the host's and the firmware's), each dropped for its CRC. Corruption is random,
+    # so a few more cheap requests make sure both directions saw some.
+    link = await picker.link()
+    for _ in range(400):
+        if link.frame_errors > 0 and sim.bad_frames > 0:
+            break
+        await motion.status()
     assert sim.frames_dropped > 0
+    assert link.frame_errors > 0, "no corrupted frame reached the host"
+    assert sim.bad_frames > 0, "no corrupted frame reached the firmware"
+    assert sim.model.duplicate_executions() == []
+    assert link.lost is None  # one session throughout: the faults never cost the link
+
+
+async def test_line_noise_both_ways_costs_only_the_frames_it_touches(
+    tmp_path: Path, picker: PickerDriver, sim: PickerSimulator, station: PickStation
+) -> None:
+    motion = picker.motion
+    await motion.home()
+    link = await picker.link()
+    host_errors, firmware_errors = link.frame_errors, sim.bad_frames
+    # Towards the host: a run with no delimiter longer than any frame, a bad block, and the
+    # start of a frame that swallows the beginning of whatever the firmware sends next.
+    sim.write_line_noise(bytes(range(1, 256)) * 2 + b"\x01\x02\x00" + b"\x07\x13\x37")
+    # Towards the firmware: the same, written into the port by a second opener, so the next
+    # request arrives glued to junk and only its retransmission gets through.
+    fd = os.open(tmp_path / "picker", os.O_WRONLY | os.O_NOCTTY)
+    try:
+        os.write(fd, b"\xff" * 300 + b"\x01\x02\x00" + b"\x05\x05")
+    finally:
+        os.close(fd)
+
+    a1 = station.position_xy_mm("P1", "A1")
+    reached = await motion.move_to(x_mm=a1[0], y_mm=a1[1])
+    assert (reached.x_mm, reached.y_mm) == pytest.approx(a1)
+    assert await motion.scan() == BARCODES["A1"]
+
+    assert link.frame_errors >= host_errors + 2
+    assert sim.bad_frames >= firmware_errors + 2
+    assert sim.model.duplicate_executions() == []
+    assert sim.model.executions["move"] == 1
+    assert link.lost is None and await picker.link() is link  # resynced, not reopened
 
 
 async def test_a_retransmitted_request_is_answered_from_the_reply_cache(
