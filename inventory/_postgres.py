@@ -19,6 +19,7 @@ from inventory._rows import (
     QUARANTINE_COLUMNS,
     event_from_row,
     event_params,
+    head_params,
     location_from_row,
     location_params,
     quarantine_from_row,
@@ -60,6 +61,12 @@ CREATE TABLE IF NOT EXISTS locations (
     ts TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS locations_rack ON locations (store, rack, position);
+CREATE TABLE IF NOT EXISTS heads (
+    controller TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     id BIGSERIAL PRIMARY KEY,
     controller TEXT NOT NULL,
@@ -95,6 +102,18 @@ ON CONFLICT (digest) DO UPDATE SET times_seen = quarantine.times_seen + 1
 RETURNING id
 """
 _RELEASE = "UPDATE quarantine SET state = 'released', resolved_at = $1 WHERE id = $2"
+_UPSERT_HEAD = """
+INSERT INTO heads (controller, seq, hash, updated_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (controller) DO UPDATE SET
+    seq = excluded.seq, hash = excluded.hash, updated_at = excluded.updated_at
+WHERE excluded.seq > heads.seq
+"""
+# A ledger made before the heads table existed: its heads are where its chains end.
+_FILL_HEADS = """
+INSERT INTO heads (controller, seq, hash, updated_at)
+SELECT DISTINCT ON (controller) controller, seq, hash, $1 FROM events
+ORDER BY controller, seq DESC
+"""
 
 _UNAVAILABLE = (
     OSError,
@@ -127,7 +146,10 @@ class PostgresStore(Store):
             try:
                 await admin.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
                 await admin.execute(f"SET search_path TO {self.schema}")
+                had_heads = await admin.fetchval("SELECT to_regclass('heads') IS NOT NULL")
                 await admin.execute(SCHEMA)
+                if not had_heads:
+                    await admin.execute(_FILL_HEADS, utc_now())
             finally:
                 await admin.close()
             self._pool = await asyncpg.create_pool(
@@ -162,6 +184,7 @@ class PostgresStore(Store):
                     await conn.executemany(
                         _UPSERT_LOCATION, [location_params(e) for e in batch.events]
                     )
+                    await conn.executemany(_UPSERT_HEAD, head_params(batch, stored_at))
                 ids = [
                     int(await conn.fetchval(_INSERT_QUARANTINE, *quarantine_params(entry)))
                     for entry in batch.quarantined
@@ -179,10 +202,7 @@ class PostgresStore(Store):
             raise self._error(exc) from exc
 
     async def heads(self) -> dict[str, Head]:
-        rows = await self._fetch(
-            "SELECT DISTINCT ON (controller) controller, seq, hash FROM events "
-            "ORDER BY controller, seq DESC"
-        )
+        rows = await self._fetch("SELECT controller, seq, hash FROM heads")
         return {row[0]: Head(seq=int(row[1]), hash=row[2]) for row in rows}
 
     async def known_events(self, event_ids: list[str]) -> dict[str, str]:
@@ -245,5 +265,7 @@ class PostgresStore(Store):
         return [event_from_row(row) for row in rows]
 
     async def controllers(self) -> list[str]:
-        rows = await self._fetch("SELECT DISTINCT controller FROM events ORDER BY controller")
+        rows = await self._fetch(
+            "SELECT controller FROM heads UNION SELECT controller FROM events ORDER BY controller"
+        )
         return [row[0] for row in rows]

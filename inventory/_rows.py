@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from inventory._store import LocationRow, QuarantineEntry, StoredEvent
+from inventory._store import Batch, LocationRow, QuarantineEntry, StoredEvent
 
 #: Column order every store selects events in.
 EVENT_COLUMNS = "controller, seq, event_id, ts, barcode, hash, prev_hash, payload"
@@ -109,3 +109,12 @@ def quarantine_params(entry: QuarantineEntry) -> tuple[Any, ...]:
         entry.event_id,
         entry.state,
     )
+
+
+def head_params(batch: Batch, stored_at: str) -> list[tuple[Any, ...]]:
+    """(controller, seq, hash, updated_at) of each controller's newest event in a batch."""
+    newest: dict[str, StoredEvent] = {}
+    for event in batch.events:
+        if event.controller not in newest or event.seq > newest[event.controller].seq:
+            newest[event.controller] = event
+    return [(e.controller, e.seq, e.hash, stored_at) for _, e in sorted(newest.items())]

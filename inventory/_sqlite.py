@@ -21,6 +21,7 @@ from inventory._rows import (
     QUARANTINE_COLUMNS,
     event_from_row,
     event_params,
+    head_params,
     location_from_row,
     location_params,
     quarantine_from_row,
@@ -56,6 +57,12 @@ CREATE TABLE IF NOT EXISTS locations (
     ts TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS locations_rack ON locations (store, rack, position);
+CREATE TABLE IF NOT EXISTS heads (
+    controller TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     controller TEXT NOT NULL,
@@ -92,6 +99,19 @@ ON CONFLICT (digest) DO UPDATE SET times_seen = quarantine.times_seen + 1
 RETURNING id
 """
 _RELEASE = "UPDATE quarantine SET state = 'released', resolved_at = ? WHERE id = ?"
+_UPSERT_HEAD = """
+INSERT INTO heads (controller, seq, hash, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (controller) DO UPDATE SET
+    seq = excluded.seq, hash = excluded.hash, updated_at = excluded.updated_at
+WHERE excluded.seq > heads.seq
+"""
+# A ledger made before the heads table existed: its heads are where its chains end.
+_FILL_HEADS = """
+INSERT INTO heads (controller, seq, hash, updated_at)
+SELECT e.controller, e.seq, e.hash, ? FROM events e JOIN
+    (SELECT controller, max(seq) AS seq FROM events GROUP BY controller) m
+    ON e.controller = m.controller AND e.seq = m.seq
+"""
 
 
 class SqliteStore(Store):
@@ -128,7 +148,12 @@ class SqliteStore(Store):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA busy_timeout=10000")
+                had_heads = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'heads'"
+                ).fetchone()
                 conn.executescript(SCHEMA)
+                if had_heads is None:
+                    conn.execute(_FILL_HEADS, (utc_now(),))
             except (OSError, sqlite3.Error) as exc:
                 raise StoreUnavailable(self.url, f"cannot open: {exc}") from exc
             return conn
@@ -159,6 +184,7 @@ class SqliteStore(Store):
                 for event in batch.events:
                     conn.execute(_INSERT_EVENT, event_params(event, stored_at))
                     conn.execute(_UPSERT_LOCATION, location_params(event))
+                conn.executemany(_UPSERT_HEAD, head_params(batch, stored_at))
                 for entry in batch.quarantined:
                     row = conn.execute(_INSERT_QUARANTINE, quarantine_params(entry)).fetchone()
                     ids.append(int(row[0]))
@@ -176,11 +202,7 @@ class SqliteStore(Store):
         return await self._call(lambda conn: conn.execute(sql, params).fetchall())
 
     async def heads(self) -> dict[str, Head]:
-        rows = await self._query(
-            "SELECT e.controller, e.seq, e.hash FROM events e JOIN "
-            "(SELECT controller, max(seq) AS seq FROM events GROUP BY controller) m "
-            "ON e.controller = m.controller AND e.seq = m.seq"
-        )
+        rows = await self._query("SELECT controller, seq, hash FROM heads")
         return {controller: Head(seq=int(seq), hash=hash_) for controller, seq, hash_ in rows}
 
     async def known_events(self, event_ids: list[str]) -> dict[str, str]:
@@ -243,5 +265,7 @@ class SqliteStore(Store):
         return [event_from_row(row) for row in rows]
 
     async def controllers(self) -> list[str]:
-        rows = await self._query("SELECT DISTINCT controller FROM events ORDER BY controller")
+        rows = await self._query(
+            "SELECT controller FROM heads UNION SELECT controller FROM events ORDER BY controller"
+        )
         return [row[0] for row in rows]

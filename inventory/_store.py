@@ -1,16 +1,19 @@
 """The ledger's storage interface, its records, and `open_store` choosing SQLite or PostgreSQL.
 
-Both stores keep the same three tables (see docs/inventory.md):
+Both stores keep the same four tables (see docs/inventory.md):
 
 - `events`: every accepted movement, one row per (controller, seq), with the canonical JSON
   payload exactly as hashed, and the columns needed to find it (event_id, barcode, ts);
 - `locations`: each barcode's current place (the newest event by ts, controller, seq);
+- `heads`: each controller's chain head (highest stored seq and its hash), written in the
+  same transaction as the events, so `verify` sees a chain cut short or extended behind the
+  service's back (a database made before this table existed gets it filled from `events`);
 - `quarantine`: every message that failed validation, kept with its reason; `open` entries
   block nothing by themselves but raise the alarm, `released` ones were out of sequence and got
   stored once the gap closed.
 
 `apply` writes one `Batch` in one transaction: each event together with its specimen's new
-location, new quarantine entries and releases. Nothing is half-stored.
+location, the heads it advances, new quarantine entries and releases. Nothing is half-stored.
 """
 
 from __future__ import annotations
@@ -124,7 +127,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def heads(self) -> dict[str, Head]:
-        """Every controller's chain head."""
+        """Every controller's chain head as `apply` recorded it (the `heads` table)."""
 
     @abc.abstractmethod
     async def known_events(self, event_ids: list[str]) -> dict[str, str]:
@@ -163,7 +166,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def controllers(self) -> list[str]:
-        """Every controller with at least one stored event."""
+        """Every controller with a stored head or at least one stored event."""
 
 
 def redact(url: str) -> str:

@@ -3,8 +3,13 @@
 For each controller it walks the stored events by `seq` and reports the *first broken link*:
 a missing `seq` (deleted), a payload that no longer hashes to its hash (edited), a column that
 differs from the hashed payload, or a `prev_hash` that does not name the previous event's hash
-(inserted, reordered, swapped). Then it replays every event to recompute where each tube must
-be and compares that with the `locations` table (an edited or invented location).
+(inserted, reordered, swapped). An event inserted with the later ones renumbered is named
+itself: the event after it is hashed as its seq and links to the one before it. A chain that
+walks cleanly is then compared with the controller's stored head (`heads` table, written with
+the events): a chain that stops short of it lost its last events, one that goes past it was
+extended, and a last event whose hash is not the head's was replaced. Then it replays every
+event to recompute where each tube must be and compares that with the `locations` table (an
+edited or invented location).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from inventory._store import Store, StoredEvent
+from inventory._store import Head, Store, StoredEvent
 from inventory.events import GENESIS_PREV_HASH, event_hash
 
 
@@ -78,28 +83,86 @@ def _check_event(event: StoredEvent, expected_seq: int, prev_hash: str) -> str |
     return None
 
 
+def _inserted(chain: list[StoredEvent], position: int) -> bool:
+    """Whether the event before `position` (1-based) was inserted: the one at `position` is
+    hashed as the seq before it and links to the event two before it."""
+    if position < 2:
+        return False
+    event, before = chain[position - 1], chain[position - 2]
+    try:
+        body: Any = json.loads(event.payload)
+    except ValueError:
+        return False
+    if not isinstance(body, dict) or event.hash == before.hash:
+        return False  # a copy of the event before it: that copy is the intruder
+    linked = GENESIS_PREV_HASH if position == 2 else chain[position - 3].hash
+    return body.get("seq") == position - 1 and body.get("prev_hash") == linked
+
+
+def _against_head(checked: int, last_hash: str, head: Head | None) -> tuple[int, str] | None:
+    """Where and why a cleanly walked chain disagrees with its stored head, or None."""
+    if head is None:
+        return 1, "there is no stored head for this chain: it was written behind the service"
+    if checked < head.seq:
+        return checked + 1, (
+            f"seq {checked + 1} is missing: the chain ends at seq {checked} but the stored "
+            f"head is seq {head.seq}"
+        )
+    if checked > head.seq:
+        return head.seq + 1, (
+            f"seq {head.seq + 1} is past the stored head (seq {head.seq}): added behind the "
+            "service's back"
+        )
+    if last_hash != head.hash:
+        return checked, (
+            f"the last event hashes to {last_hash} but the stored head is {head.hash}: "
+            "it was replaced"
+        )
+    return None
+
+
 async def verify_store(store: Store) -> VerifyReport:
-    """Check every controller's chain and the locations table."""
+    """Check every controller's chain against its head, and the locations table."""
     report = VerifyReport()
+    heads = await store.heads()
     newest: dict[str, tuple[tuple[str, str, int], StoredEvent]] = {}
     for controller in await store.controllers():
         chain = await store.chain(controller)
         prev_hash = GENESIS_PREV_HASH
         checked = 0
+        broken: tuple[int, str] | None = None
         for expected_seq, event in enumerate(chain, start=1):
             problem = _check_event(event, expected_seq, prev_hash)
             if problem is not None:
-                report.problems.append(
-                    Problem(
-                        where=f"{controller} seq {expected_seq}",
-                        message=problem,
-                        controller=controller,
-                        seq=expected_seq,
+                if _inserted(chain, expected_seq):
+                    # The chain holds up to the event before the intruder.
+                    checked = expected_seq - 2
+                    prev_hash = chain[checked - 1].hash if checked else GENESIS_PREV_HASH
+                    broken = (
+                        expected_seq - 1,
+                        (
+                            f"inserted: seq {expected_seq} is hashed as seq {expected_seq - 1} and "
+                            f"links to seq {expected_seq - 2}, so the event stored as seq "
+                            f"{expected_seq - 1} is not part of the chain"
+                        ),
                     )
-                )
+                else:
+                    broken = expected_seq, problem
                 break
             prev_hash = event.hash
             checked += 1
+        else:
+            broken = _against_head(checked, prev_hash, heads.get(controller))
+        if broken is not None:
+            seq, message = broken
+            report.problems.append(
+                Problem(
+                    where=f"{controller} seq {seq}",
+                    message=message,
+                    controller=controller,
+                    seq=seq,
+                )
+            )
         report.events[controller] = checked
         report.heads[controller] = prev_hash
         for event in chain:

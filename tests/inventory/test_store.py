@@ -1,13 +1,18 @@
 """Both stores behind one interface: storing, queries, quarantine, and `verify` finding every
-kind of tampering at the right event. Runs once on SQLite and once on PostgreSQL."""
+kind of tampering at the right event (an edit, a deletion in the middle or at the end, a swap,
+an insertion in the middle or at the end, a replaced last event: the last three only the stored
+head can show). Runs once on SQLite and once on PostgreSQL."""
 
 from __future__ import annotations
+
+import uuid
 
 import pytest
 
 from inventory import Store, verify_store
 from inventory._intake import Intake
-from tests.inventory._chain import make_chain
+from inventory.events import MovementEvent
+from tests.inventory._chain import make_chain, ts_at
 from tests.inventory.conftest import StoreSpec
 
 pytestmark = pytest.mark.system
@@ -59,6 +64,48 @@ async def test_quarantine_entries_are_counted_once(store_spec: StoreSpec) -> Non
         assert entries[0].kind == "malformed"
 
 
+async def test_a_ledger_from_before_the_heads_table_gets_its_heads(store_spec: StoreSpec) -> None:
+    async with store_spec.open() as store:
+        await _fill(store, {"c1": 30, "c2": 10})
+        heads = await store.heads()
+    await store_spec.execute("DROP TABLE heads")
+    async with store_spec.open() as store:
+        assert await store.heads() == heads
+        assert (await verify_store(store)).ok
+
+
+def _forged(seq: int, prev_hash: str) -> MovementEvent:
+    """A well-formed, correctly sealed event that no controller sent."""
+    return MovementEvent.seal(
+        event_id=uuid.UUID(int=seq),
+        seq=seq,
+        ts=ts_at(seq),
+        barcode="c1-T0099",
+        from_=None,
+        to={"store": "c1-store", "rack": "R99", "position": "P99999"},
+        job=None,
+        operator="mallory",
+        exposure_s=0.0,
+        prev_hash=prev_hash,
+    )
+
+
+def _insert_sql(event: MovementEvent) -> str:
+    """Raw SQL putting a sealed event into c1's chain (`events` columns, in table order)."""
+    values = (
+        f"'c1', {event.seq}, '{event.event_id}', '{event.ts}', '{event.barcode}', "
+        f"'{event.hash}', '{event.prev_hash}', '{event.to_json().decode()}', '{event.ts}'"
+    )
+    return f"INSERT INTO events VALUES ({values});"
+
+
+C1 = make_chain("c1", 30, barcodes=10)  # what `_fill` stores for c1
+# Every event from seq 15 on moved up by one to make room (via +1000: no key clash midway).
+_MAKE_ROOM_AT_15 = (
+    "UPDATE events SET seq = seq + 1000 WHERE controller = 'c1' AND seq >= 15;"
+    "UPDATE events SET seq = seq - 999 WHERE controller = 'c1' AND seq >= 1000;"
+)
+
 TAMPERING = [
     pytest.param(
         "UPDATE events SET payload = replace(payload, '\"P00011\"', '\"P99999\"') "
@@ -93,6 +140,31 @@ TAMPERING = [
         "c1 seq 31",
         "column seq is 31",
         id="insert-event",
+    ),
+    pytest.param(
+        "DELETE FROM events WHERE controller = 'c1' AND seq = 30",
+        "c1 seq 30",
+        "seq 30 is missing: the chain ends at seq 29 but the stored head is seq 30",
+        id="delete-last-event",
+    ),
+    pytest.param(
+        _MAKE_ROOM_AT_15 + _insert_sql(_forged(15, C1[13].hash)),
+        "c1 seq 15",
+        "inserted: seq 16 is hashed as seq 15 and links to seq 14",
+        id="insert-sealed-event-in-the-middle",
+    ),
+    pytest.param(
+        _insert_sql(_forged(31, C1[29].hash)),
+        "c1 seq 31",
+        "seq 31 is past the stored head (seq 30)",
+        id="append-sealed-event",
+    ),
+    pytest.param(
+        "DELETE FROM events WHERE controller = 'c1' AND seq = 30;"
+        + _insert_sql(_forged(30, C1[28].hash)),
+        "c1 seq 30",
+        "it was replaced",
+        id="replace-last-event",
     ),
 ]
 
