@@ -97,6 +97,15 @@ class DevicePoller:
     async def run(self) -> None:
         """Poll forever on a fixed-rate schedule; a slow cycle skips ticks, never bunches them."""
         interval = self.device.poll_interval_s
+        # Connect first (every device at once, each within its driver's own timeout), so the
+        # first poll does not report a session that is still being opened as a failure. A
+        # failed connect is reported by that first poll.
+        try:
+            await self._driver.connect()
+        except DriverError:
+            pass
+        except Exception:
+            self._log.exception("driver raised an untranslated error on connect")
         next_tick = time.monotonic()
         while True:
             await self.poll_once()
