@@ -1,5 +1,6 @@
 """The service in-process against a private Mosquitto and both stores: acks, head hashes,
-quarantine with its alarm, and request/response queries."""
+quarantine with its alarm, the persistent session holding movements while the service is
+down, duplicates acknowledged and ignored, and request/response queries."""
 
 from __future__ import annotations
 
@@ -102,6 +103,40 @@ async def test_bad_events_are_quarantined_with_an_alarm_and_block_the_ack(
         )
         assert alarm["active"] is True  # the malformed and the forged one stay for a person
         assert [e.kind for e in await inventory.store.open_quarantine()] == ["malformed", "hash"]
+
+
+async def test_the_broker_session_keeps_movements_while_the_inventory_is_down(
+    store_spec: StoreSpec, broker: PrivateBroker
+) -> None:
+    """Nothing here republishes: each message is published once, at QoS 1, by a plain client,
+    so what the inventory stores after a downtime came from its persistent broker session."""
+    chain = make_chain("room-1", 11)
+    config = inventory_config(store_spec, port=broker.port)
+    ack = f"{BASE}/inventory/acks/room-1"
+    async with Observer(port=broker.port, topic=f"{BASE}/inventory/acks/#") as obs:
+        async with Inventory(config=config) as first:
+            await first.wait_ready()
+            await _publish_raw(broker.port, "room-1", [e.to_json() for e in chain[:5]])
+            await obs.wait_for(ack, lambda b: b["seq"] == 5)
+        # Down. Seq 4 and 5 come again (as from a controller that missed their ack), then 6-10.
+        mark = obs.mark()
+        await _publish_raw(broker.port, "room-1", [e.to_json() for e in chain[3:10]])
+        async with Inventory(config=config) as second:
+            await obs.wait_for(ack, lambda b: b["seq"] == 10, since=mark)
+            # The duplicates are acknowledged and ignored.
+            assert (second.stored, second.duplicates, second.quarantined) == (5, 2, 0)
+        # Every message was PUBACKed, duplicates too: the next session gets no redelivery
+        # (the broker would resend unacknowledged ones first), only what is new.
+        mark = obs.mark()
+        async with Inventory(config=config) as third:
+            await third.wait_ready()
+            await _publish_raw(broker.port, "room-1", [chain[10].to_json()])
+            await obs.wait_for(ack, lambda b: b["seq"] == 11, since=mark)
+            assert (third.stored, third.duplicates, third.quarantined) == (1, 0, 0)
+    async with store_spec.open() as store:
+        stored = await store.chain("room-1")
+        assert await store.open_quarantine() == []
+    assert [e.event_id for e in stored] == [str(e.event_id) for e in chain]
 
 
 async def _ask(port: int, request: dict[str, Any] | bytes) -> dict[str, Any]:
