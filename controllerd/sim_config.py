@@ -123,7 +123,8 @@ class Ln2Simulation(_Strict):
         default=0.01,
         ge=0,
         le=0.5,
-        description="With the `noise` fault: fraction of reply bytes dropped or garbled.",
+        description="With the `noise` fault: fraction of the bytes heard and sent that are "
+        "dropped, replaced or preceded by a random byte.",
     )
     firmware: str = Field(
         default="TEC3K-SIM 1.0", pattern=r"^[\x21-\x7e][\x20-\x7e]{0,31}$", description="VER?"

@@ -52,7 +52,7 @@ FAULTS: Mapping[str, str] = {
     "valve_stuck": "ln2 tank: the fill valve stays open (the fill never stops)",
     "lid_open": "ln2 tank: the lid is open (faster boil-off, warmer vapour)",
     "thermocouple_open": "ln2 tank: temperature A reads OPEN",
-    "noise": "ln2 tank: its replies lose and gain random bytes on the line",
+    "noise": "ln2 tank: the requests it hears and its replies lose and gain random bytes",
     # Tube pickers (simulators/picker): see docs/simulators.md.
     **{name: f"tube picker: {text}" for name, text in PICKER_FAULTS.items()},
 }

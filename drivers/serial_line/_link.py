@@ -89,6 +89,11 @@ class SerialLine:
     def connected(self) -> bool:
         return self._protocol is not None and self._protocol.lost is None
 
+    @property
+    def reconnect_failures(self) -> int:
+        """Failed opens (and losses of the port) since the line was last up."""
+        return self._backoff.failures
+
     async def connect(self, *, device: str) -> None:
         """Open the port unless it is open; respects the backoff between attempts."""
         async with self._lock:

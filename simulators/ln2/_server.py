@@ -8,8 +8,9 @@ the tanks configured there over any connection, as a serial-to-Ethernet adapter 
 `unplug()` drops its connections and stops listening.
 
 Requests are answered synchronously from the protocol callbacks (an answer is a pure function
-of the tank's state), so no task per connection exists to leak. Not modelled: baud rate and
-character timing, answer delays, two masters on one line, noise on requests (only replies).
+of the tank's state), so no task per connection exists to leak. A tank with the `noise` fault
+hears the requests garbled and garbles its replies. Not modelled: baud rate and character
+timing, answer delays, two masters on one line, collisions.
 """
 
 from __future__ import annotations
@@ -34,33 +35,37 @@ _log = structlog.get_logger("simulators.ln2")
 
 
 class _Dispatcher:
-    """Splits a byte stream into request lines and answers the addressed tank's requests."""
+    """Splits the bytes on a line into request lines and answers each tank's own requests.
+
+    Every tank listens to the whole line through its own receiver (`SimulatedTank.hear`), so
+    noise at one tank garbles what that tank hears and not what the others hear.
+    """
 
     def __init__(self, tanks: Mapping[int, SimulatedTank]) -> None:
         self._tanks = tanks
-        self._buffer = b""
-        self.garbled = 0
+        self._buffers = dict.fromkeys(tanks, b"")
 
     def feed(self, data: bytes, send: Callable[[bytes], None]) -> None:
-        self._buffer += data
-        while True:
-            consumed, line = next_line(self._buffer)
-            if consumed == 0:
-                return
-            self._buffer = self._buffer[consumed:]
-            if line is None:
-                continue
-            try:
-                request = decode_request(line)
-            except GarbledFrame:
-                self.garbled += 1
-                continue  # a controller ignores what it cannot read
-            tank = self._tanks.get(request.address)
-            if tank is None:
-                continue  # another controller's request
-            reply = tank.reply(request)
-            if reply is not None:
-                send(reply)
+        for address, tank in self._tanks.items():
+            buffer = self._buffers[address] + tank.hear(data)
+            while True:
+                consumed, line = next_line(buffer)
+                if consumed == 0:
+                    break
+                buffer = buffer[consumed:]
+                if line is None:
+                    continue
+                try:
+                    request = decode_request(line)
+                except GarbledFrame:
+                    tank.unreadable_requests += 1
+                    continue  # a controller ignores what it cannot read
+                if request.address != address:
+                    continue  # another controller's request
+                reply = tank.reply(request)
+                if reply is not None:
+                    send(reply)
+            self._buffers[address] = buffer
 
 
 class Ln2PtyLine:

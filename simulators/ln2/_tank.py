@@ -1,7 +1,9 @@
 """One simulated LN2 controller: answers protocol requests from its tank model, with faults.
 
-Transport-agnostic: a line server hands it a decoded request and sends back the bytes it
-returns (None: the controller stays silent).
+Transport-agnostic: a line server passes the bytes on the line through `hear` (what this
+controller's receiver gets), hands it each request decoded from them, and sends back the bytes
+`reply` returns (None: the controller stays silent). With the `noise` fault both directions
+are garbled: the requests it hears and the replies it sends.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from drivers.ln2 import (
     encode_reply,
 )
 from simulators._faults import check_fault
+from simulators.ln2._noise import garble
 from simulators.ln2._physics import TankModel
 
 #: `ERR` codes (drivers.ln2.ERROR_CODES).
@@ -32,7 +35,9 @@ class SimulatedTank:
         self.model = model
         self._rng = rng
         self._faults: set[str] = set()
+        #: Requests answered, and request lines this controller heard damaged (and ignored).
         self.requests = 0
+        self.unreadable_requests = 0
 
     @property
     def id(self) -> str:
@@ -78,6 +83,16 @@ class SimulatedTank:
         model.thermocouple_open = "thermocouple_open" in self._faults
         return True
 
+    @property
+    def _noise_rate(self) -> float:
+        return self.config.simulation.line_noise_rate if self.config.simulation else 0.01
+
+    def hear(self, data: bytes) -> bytes:
+        """The line's bytes as this controller's receiver gets them (garbled with `noise`)."""
+        if "noise" not in self._faults:
+            return data
+        return garble(data, rate=self._noise_rate, rng=self._rng)
+
     def reply(self, request: Request) -> bytes | None:
         """The bytes this controller sends for a request addressed to it (None: silent)."""
         if not self.answering:
@@ -89,7 +104,7 @@ class SimulatedTank:
         else:
             data = encode_reply(self.address, request.wire, payload)
         if "noise" in self._faults:
-            data = self._noisy(data)
+            data = garble(data, rate=self._noise_rate, rng=self._rng)
         return data
 
     def _answer(self, request: Request) -> str | int:
@@ -138,22 +153,6 @@ class SimulatedTank:
                 return f"{model.start_pct:.1f} {model.stop_pct:.1f}"
         return _UNKNOWN
 
-    def _noisy(self, data: bytes) -> bytes:
-        """Each byte, at the configured rate: dropped, replaced, or preceded by a random one."""
-        rate = self.config.simulation.line_noise_rate if self.config.simulation else 0.01
-        out = bytearray()
-        for byte in data:
-            roll = self._rng.random()
-            if roll >= rate:
-                out.append(byte)
-            elif roll < rate / 3:
-                continue
-            elif roll < 2 * rate / 3:
-                out.append(self._rng.randrange(256))
-            else:
-                out += bytes([self._rng.randrange(256), byte])
-        return bytes(out)
-
     def state(self) -> dict[str, Any]:
         """What the control endpoint's `status` reports for this tank."""
         model = self.model
@@ -164,6 +163,8 @@ class SimulatedTank:
             "address": self.address,
             "answering": self.answering,
             "faults": sorted(self._faults),
+            "requests": self.requests,
+            "unreadable_requests": self.unreadable_requests,
             "level_pct": round(model.level_pct, 3),
             "level_mm": round(model.level_mm, 1),
             "temperature_a_c": round(model.temperature_a_c, 2),

@@ -135,7 +135,7 @@ class Ln2Driver:
                 values[name] = value
         for name, operation in _FLAGS:
             values[name] = float(await self._ask(operation, parse_flag))
-        values["alarm_flags"] = float(await self._ask("alarms", parse_flags))
+        values["alarm_bits"] = float(await self._ask("alarms", parse_flags))
         return Reading(values=values, faults=faults)
 
     async def version(self) -> str:
