@@ -5,10 +5,14 @@ process, ideally on another machine, with its own unit file and notifiers. It wa
 controller's retained `BASE/status` and its `BASE/heartbeat`, and raises, through the same
 call tree as the daemon:
 
-- `{controller}.offline`: the controller said `offline`, or its last will did (crash, kill -9);
-- `{controller}.silent`: no heartbeat for `heartbeat_timeout_s` (a hung daemon, a dead host);
+- `{site}.{controller}.offline`: the controller said `offline`, or its last will did (crash,
+  kill -9);
+- `{site}.{controller}.silent`: no heartbeat for `heartbeat_timeout_s` (a hung daemon, a dead
+  host); not while the controller is known to be offline (one outage, one page);
 - `sentinel.broker`: the broker has been unreachable for `broker_timeout_s` (pages go out
   through the channels that do not need the broker).
+
+Alarm ids carry the site: rooms of different sites may share a controller id.
 
 ```toml
 [mqtt]
@@ -66,10 +70,23 @@ class SentinelSection(Strict):
     @field_validator("controllers")
     @classmethod
     def _three_levels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen: dict[str, str] = {}
         for base in value:
-            if len(base.split("/")) != 3 or "+" in base or "#" in base:
+            if len(base.split("/")) != 3 or "+" in base or "#" in base or "" in base.split("/"):
                 raise ValueError(f"'{base}' is not a controller BASE (prefix/site/controller)")
+            name = controller_name(base)
+            if name in seen:
+                raise ValueError(
+                    f"'{base}' and '{seen[name]}' are both {name}: each site/controller once"
+                )
+            seen[name] = base
         return value
+
+
+def controller_name(base: str) -> str:
+    """`biobank/site-a/room-1` -> `site-a.room-1`: the stem of a watched controller's alarm ids."""
+    _prefix, site, controller = base.split("/")
+    return f"{site}.{controller}"
 
 
 class SentinelConfig(Strict):
@@ -118,8 +135,8 @@ class Sentinel:
         self._watched = {
             base: _Watched(
                 base=base,
-                offline=AlarmState(alarm=f"{base.rsplit('/', 1)[1]}.offline"),
-                silent=AlarmState(alarm=f"{base.rsplit('/', 1)[1]}.silent"),
+                offline=AlarmState(alarm=f"{controller_name(base)}.offline"),
+                silent=AlarmState(alarm=f"{controller_name(base)}.silent"),
                 last_heartbeat=now,
             )
             for base in self._cfg.controllers
@@ -211,14 +228,14 @@ class Sentinel:
         now = time.monotonic()
         if leaf == "heartbeat":
             watched.last_heartbeat = now
-            self._update(watched.silent, False, f"{base} heartbeats again", body)
+            self._update(watched.silent, False, f"{base} heartbeats again", body, base)
         elif leaf == "status":
             state = str(body.get("state", "unknown"))
             if state != watched.status:
                 _log.info("controller status", controller=base, state=state)
             watched.status = state
             watched.last_heartbeat = max(watched.last_heartbeat, now)
-            self._update(watched.offline, state == "offline", f"{base} is {state}", body)
+            self._update(watched.offline, state == "offline", f"{base} is {state}", body, base)
 
     async def _clock(self) -> None:
         while True:
@@ -236,31 +253,41 @@ class Sentinel:
             if broker_down is not None:
                 continue  # silence is the broker's fault, not the controllers'
             for watched in self._watched.values():
+                if watched.status == "offline":
+                    continue  # known to be down: its offline alarm has paged
                 silent_for = now - watched.last_heartbeat
                 if silent_for >= self._cfg.heartbeat_timeout_s:
                     self._update(
                         watched.silent,
                         True,
-                        f"{watched.base} silent for {silent_for:.0f} s (no heartbeat)",
+                        f"{watched.base} silent for {silent_for:.0f} s (no heartbeat; "
+                        f"timeout {self._cfg.heartbeat_timeout_s:g} s)",
                         None,
+                        watched.base,
                     )
 
     def _update(
-        self, alarm: AlarmState, active: bool, message: str, body: dict[str, Any] | None
+        self,
+        alarm: AlarmState,
+        active: bool,
+        message: str,
+        body: dict[str, Any] | None,
+        device: str = "sentinel",
     ) -> None:
+        """Follow one alarm's condition; `device` is the watched controller's BASE."""
         events = alarm.set_condition(active)
         if active and Event.RAISED in events:
             alarm.ack()  # nobody acknowledges at the sentinel: it pages, then waits for RTN
             _log.error("paging", alarm=alarm.alarm, message=message)
-            self._submit(Event.RAISED, alarm, message)
+            self._submit(Event.RAISED, alarm, message, device)
         elif not active and alarm.occurrence and Event.CLEARED in events:
             _log.info("recovered", alarm=alarm.alarm, message=message)
-            self._submit(Event.CLEARED, alarm, message)
+            self._submit(Event.CLEARED, alarm, message, device)
 
-    def _submit(self, event: Event, alarm: AlarmState, message: str) -> None:
+    def _submit(self, event: Event, alarm: AlarmState, message: str, device: str) -> None:
         payload = {
             "alarm": alarm.alarm,
-            "device": "sentinel",
+            "device": device,
             "state": "unacked" if event is Event.RAISED else "normal",
             "severity": "critical",
             "active": event is Event.RAISED,

@@ -229,11 +229,12 @@ class StateDb:
             (ts, actor, action, target, json.dumps(detail, default=str)),
         )
 
-    def audit_log(self, action_prefix: str = "") -> list[tuple[str, str, str, str]]:
-        """(actor, action, target, detail) rows, oldest first."""
+    def audit_log(self, action_prefix: str = "") -> list[tuple[str, str, str, str, str]]:
+        """(ts, actor, action, target, detail) rows, oldest first; `detail` is JSON."""
         return list(
             self.conn.execute(
-                "SELECT actor, action, target, detail FROM audit WHERE action LIKE ? ORDER BY id",
+                "SELECT ts, actor, action, target, detail FROM audit WHERE action LIKE ?"
+                " ORDER BY id",
                 (action_prefix + "%",),
             )
         )

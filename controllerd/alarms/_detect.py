@@ -8,7 +8,9 @@ value, so the engine can wake exactly then instead of waiting for the next poll.
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from collections.abc import Container, Iterable
 
 from controllerd.alarms._rules import DiscreteRule, LimitRule, RateRule
 
@@ -154,3 +156,65 @@ class TimeoutDetector(Detector):
 
     def _raw(self, value: float, now: float) -> bool:
         return value != 0
+
+
+class FreshnessDetector(Detector):
+    """Stale data: no reading for `after_s`, or no reading with a value the rules watch.
+
+    A device that reports failures is comm-loss's business, not this one's: while its polls
+    fail, its data is not called stale (an outage is one alarm). What is left is a poll path
+    that has gone quiet (a hung loop reports neither readings nor failures) and a device that
+    answers without a value an alarm depends on (a lost OPC UA subscription, a register map
+    that lost a value): either way an alarm would be watching nothing.
+    """
+
+    def __init__(self, *, after_s: float, watched: Iterable[str], now: float) -> None:
+        super().__init__(on_delay_s=after_s, off_delay_s=0.0, limit=after_s)
+        self.after_s = after_s
+        self.last_reading = now
+        self.last_seen = dict.fromkeys(watched, now)
+        self.failing = False
+        self._active = False
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    # Fed whole readings (`reading`, `failed`), never single values: `feed` does not apply.
+
+    def reading(self, values: Container[str], faults: Container[str], now: float) -> None:
+        """A successful poll: its values, and those it has but could not measure (a sensor
+        fault is the sensor-fault alarm's business, not stale data)."""
+        self.failing = False
+        self.last_reading = now
+        seen = self.last_seen
+        for name in seen:
+            if name in values or name in faults:
+                seen[name] = now
+        self.tick(now)
+
+    def failed(self, now: float) -> None:
+        self.failing = True
+        self.tick(now)
+
+    def missing(self, now: float) -> list[str]:
+        """Watched values not seen for `after_s`."""
+        return [name for name, t in self.last_seen.items() if now - t >= self.after_s]
+
+    def _oldest(self) -> float:
+        return min(self.last_reading, *self.last_seen.values())
+
+    def tick(self, now: float) -> None:
+        self._active = not self.failing and now - self._oldest() >= self.after_s
+
+    def deadline(self) -> float | None:
+        if self.failing or self._active:
+            return None
+        return self._oldest() + self.after_s
+
+    def restore_active(self) -> None:
+        """After a restart with the data stale: stale until fresh data proves otherwise."""
+        self.last_reading = -math.inf
+        for name in self.last_seen:
+            self.last_seen[name] = -math.inf
+        self._active = True

@@ -2,7 +2,8 @@
 
 A device's `alarms` block names rules per value; a value it names replaces that value's kind
 defaults (a -80 °C freezer alarms at -70 °C without any config). Communication loss, stale data
-and sensor failure are not rules: every device has them and no config can remove them.
+and sensor failure are not rules: every device has them and no config can remove them (their
+times and severities can be tuned).
 """
 
 from __future__ import annotations
@@ -107,6 +108,14 @@ class DeviceAlarms(Strict):
         description="No answer for this long is a communication-loss alarm "
         "(default: the read timeout with retries plus two poll intervals).",
     )
+    stale_after_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=86400,
+        description="No fresh data for this long (no reading, or a reading without a value the "
+        "rules watch) is a stale-data alarm (default: the read budget plus ten poll intervals, "
+        "at least 30 s). It can be tuned, not turned off.",
+    )
     comm_loss_severity: Severity = "high"
     sensor_fault_severity: Severity = "high"
     stale_severity: Severity = "medium"
@@ -129,7 +138,18 @@ KIND_DEFAULTS: dict[str, dict[str, ValueAlarms]] = {
             discrete=DiscreteRule(severity="medium", on_delay_s=300, text="door open too long")
         ),
     },
-    "probe": {},
+    # A probe is the independent monitor inside a -80 °C freezer: the same limits as the
+    # cabinet's, but no door signal to suppress door openings with, so its delays ride out an
+    # ordinary opening (the air warms for a minute or two, then recovers) and still page long
+    # before the samples warm. Colder than -95 °C is a misplaced or miscalibrated probe.
+    # Room probes need their own limits in the config.
+    "probe": {
+        "temperature_c": ValueAlarms(
+            high_high=LimitRule(limit=-60.0, severity="critical", deadband=1.0, on_delay_s=300),
+            high=LimitRule(limit=-70.0, severity="high", deadband=1.0, on_delay_s=900),
+            low=LimitRule(limit=-95.0, severity="low", deadband=1.0, on_delay_s=600),
+        ),
+    },
     "tube_store": {
         "chamber_temperature_c": ValueAlarms(
             high=LimitRule(limit=-70.0, severity="high", deadband=1.0, on_delay_s=300),

@@ -130,6 +130,11 @@ class AlarmState:
         self.out_of_service = oos
         return [] if oos else self._unmasked()
 
+    def announce_pending(self) -> list[Event]:
+        """Raise an occurrence that began under a mask which is gone now (a restart that put a
+        device back in service: its active alarms are annunciated, not silently unacked)."""
+        return self._unmasked() if self.active else []
+
     def expire_shelve(self, now: float) -> list[Event]:
         """Automatic unshelving once the shelve time is over."""
         if self.shelved_until is not None and now >= self.shelved_until:

@@ -7,8 +7,9 @@ task wakes at the earliest detector deadline (an on-delay ending between two pol
 period or a shelve running out, a device silent past its comm-loss time), so an alarm reaches
 the wire when its delay ends, not at the next poll.
 
-Alarm ids: `{device}.comm_loss`, `{device}.{value}.sensor_fault`, `{device}.{value}.stale`,
-`{device}.{value}.{high_high|high|low|low_low|rate}` and `{device}.{value}` for a discrete rule.
+Alarm ids: `{device}.comm_loss`, `{device}.stale`, `{device}.{value}.sensor_fault`,
+`{device}.{value}.stale`, `{device}.{value}.{high_high|high|low|low_low|rate}` and
+`{device}.{value}` for a discrete rule.
 """
 
 from __future__ import annotations
@@ -32,11 +33,19 @@ from controllerd._time import format_ts, utc_now
 from controllerd.alarms._detect import (
     Detector,
     DiscreteDetector,
+    FreshnessDetector,
     LimitDetector,
     RateDetector,
     TimeoutDetector,
 )
-from controllerd.alarms._rules import DeviceAlarms, Severity, SuppressRule, rules_for
+from controllerd.alarms._rules import (
+    KIND_DEFAULTS,
+    DeviceAlarms,
+    Severity,
+    SuppressRule,
+    ValueAlarms,
+    rules_for,
+)
 from controllerd.alarms._state import AlarmCommandError, AlarmState, Event
 from controllerd.config import Config, DeviceConfig
 from controllerd.mqtt import Publisher
@@ -48,6 +57,11 @@ _log = structlog.get_logger("controllerd.alarms")
 
 #: Longest an operator may shelve an alarm for.
 MAX_SHELVE_S = 24 * 3600.0
+
+#: Stale data by default: no fresh data for this many poll intervals (at least `STALE_MIN_S`),
+#: plus the device's read budget.
+STALE_POLLS = 10
+STALE_MIN_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +90,14 @@ class _Point:
     value: float | None = None
     since: str = field(default_factory=utc_now)
     last_state: str = ""
+    #: a discrete rule's own text; the device's words on the value are appended to it
+    rule_text: str = ""
+    #: (active, acked, occurrence) as last published: a change under a mask is news too
+    last_facts: tuple[bool, bool, int] = (False, True, 0)
+
+    def facts(self) -> tuple[bool, bool, int]:
+        st = self.state
+        return (st.active, st.acked, st.occurrence)
 
     @property
     def limit(self) -> float | None:
@@ -119,6 +141,9 @@ class _Device:
     config: DeviceConfig
     alarms_config: DeviceAlarms
     comm: _Point
+    comm_timer: TimeoutDetector
+    fresh: _Point
+    freshness: FreshnessDetector
     points: dict[str, _Point] = field(default_factory=dict)
     graces: dict[str, _Grace] = field(default_factory=dict)  # keyed by the suppressed value
     #: whether the poller reported at all: the comm-loss clock starts at its first report
@@ -173,6 +198,7 @@ class AlarmEngine:
         after = alarms_config.comm_loss_after_s or (
             device.read_budget_s() + 2 * device.poll_interval_s
         )
+        comm_timer = TimeoutDetector(after_s=after, now=now)
         comm = self._point(
             f"{device.id}.comm_loss",
             device.id,
@@ -180,13 +206,36 @@ class AlarmEngine:
             "comm_loss",
             alarms_config.comm_loss_severity,
             f"{device.id} is not answering",
-            TimeoutDetector(after_s=after, now=now),
+            comm_timer,
         )
-        dev = _Device(config=device, alarms_config=alarms_config, comm=comm)
-        self._devices[device.id] = dev
         defaults_hook = getattr(device, "default_alarms", None)
         defaults = defaults_hook() if callable(defaults_hook) else None
-        for value, rules in rules_for(device.kind, configured, defaults).items():
+        effective = rules_for(device.kind, configured, defaults)
+        stale_after = alarms_config.stale_after_s or (
+            max(STALE_MIN_S, STALE_POLLS * device.poll_interval_s) + device.read_budget_s()
+        )
+        freshness = FreshnessDetector(
+            after_s=stale_after, watched=_watched(device, effective), now=now
+        )
+        fresh = self._point(
+            f"{device.id}.stale",
+            device.id,
+            None,
+            "stale",
+            alarms_config.stale_severity,
+            f"{device.id}: no fresh data for {stale_after:g} s",
+            freshness,
+        )
+        dev = _Device(
+            config=device,
+            alarms_config=alarms_config,
+            comm=comm,
+            comm_timer=comm_timer,
+            fresh=fresh,
+            freshness=freshness,
+        )
+        self._devices[device.id] = dev
+        for value, rules in effective.items():
             for rule_name, high in (("high_high", True), ("high", True), ("low", False)):
                 rule = getattr(rules, rule_name)
                 if rule is not None:
@@ -227,7 +276,7 @@ class AlarmEngine:
                     rules.discrete.latching,
                     DiscreteDetector(rules.discrete),
                 )
-                point.text = rules.discrete.text or point.text
+                point.text = point.rule_text = rules.discrete.text or point.text
             if rules.suppress_while is not None:
                 dev.graces[value] = _Grace(rule=rules.suppress_while)
         for value, _limit in device.stale_limits().items():
@@ -258,6 +307,7 @@ class AlarmEngine:
             detector=detector,
         )
         point.last_state = point.state.state
+        point.last_facts = point.facts()
         self.points[alarm] = point
         return point
 
@@ -295,6 +345,7 @@ class AlarmEngine:
     @staticmethod
     def _device_points(dev: _Device) -> Iterable[_Point]:
         yield dev.comm
+        yield dev.fresh
         yield from dev.points.values()
 
     # ------------------------------------------------------------------ lifetime
@@ -323,7 +374,7 @@ class AlarmEngine:
                     continue
             self._restore(point, facts, now)
         for point in self.points.values():
-            self._mark(point, [])
+            self._mark(point, [(event, "system") for event in point.state.announce_pending()])
         await self._tasks.start()
         self._tasks.spawn(self._publisher(), name="alarms-publisher")
         self._tasks.spawn(self._timer(), name="alarms-timer")
@@ -354,7 +405,10 @@ class AlarmEngine:
         point.since = facts.get("since", point.since)
         point.value = facts.get("value")
         point.last_state = st.state
-        if point.detector is not None and st.condition:
+        point.last_facts = point.facts()
+        if isinstance(point.detector, FreshnessDetector) and st.condition:
+            point.detector.restore_active()  # stale until fresh data says otherwise
+        elif point.detector is not None and st.condition:
             # Continue the condition as it was: a restart is not a new occurrence.
             debounce = point.detector._debounce
             debounce.raw = debounce.active = True
@@ -387,22 +441,25 @@ class AlarmEngine:
         return sum(1 for p in self.points.values() if p.state.active)
 
     def open_occurrences(self) -> list[AlarmNotice]:
-        """Announced, active, unacknowledged occurrences (what the pager resumes after a
-        restart)."""
+        """Announced occurrences that are not over, for the pager after a restart: `raised`
+        (active, unacknowledged), `acked` (active, acknowledged) or `returned` (back to
+        normal, unacknowledged)."""
         result = []
         for point in self.points.values():
             st = point.state
-            if st.active and not st.acked and st.announced and not st.masked:
-                result.append(
-                    AlarmNotice(
-                        event=Event.RAISED,
-                        alarm=point.alarm,
-                        occurrence=st.occurrence,
-                        severity=point.severity,
-                        payload=self.payload(point).model_dump(),
-                        actor="system",
-                    )
+            if not st.announced or (st.acked and not st.active):
+                continue
+            event = Event.ACKED if st.acked else Event.RAISED if st.active else Event.RETURNED
+            result.append(
+                AlarmNotice(
+                    event=event,
+                    alarm=point.alarm,
+                    occurrence=st.occurrence,
+                    severity=point.severity,
+                    payload=self.payload(point).model_dump(),
+                    actor="system",
                 )
+            )
         return result
 
     # ------------------------------------------------------------------ inputs from pollers
@@ -414,7 +471,8 @@ class AlarmEngine:
             return
         now = self._clock()
         dev.reported = True
-        dev.comm.detector.ok(now)  # type: ignore[union-attr]
+        dev.comm_timer.ok(now)
+        dev.freshness.reading(reading.values, reading.faults, now)
         for grace in dev.graces.values():
             gate = reading.values.get(grace.rule.value)
             if gate is not None:
@@ -433,6 +491,10 @@ class AlarmEngine:
             if value is not None and point.detector is not None:
                 point.detector.feed(value, now)
                 point.value = value
+            if point.rule == "discrete" and name in reading.texts:
+                # The device's own words (a store's fault text) say which fault it is; they
+                # stay in the message after it clears, naming the occurrence to acknowledge.
+                point.text = f"{point.rule_text}: {reading.texts[name]}"
         for name in reading.faults:
             self._set_condition(self._sensor_point(dev, name), True, None)
         self._evaluate(dev, now)
@@ -445,18 +507,19 @@ class AlarmEngine:
         now = self._clock()
         if not dev.reported:
             dev.reported = True
-            dev.comm.detector.ok(now)  # type: ignore[union-attr]
-        dev.comm.detector.failed(now)  # type: ignore[union-attr]
+            dev.comm_timer.ok(now)
+        dev.comm_timer.failed(now)
+        dev.freshness.failed(now)
         dev.comm.text = f"{device} is not answering: {error}"
         self._evaluate(dev, now)
 
     # ------------------------------------------------------------------ evaluation
 
     def _evaluate(self, dev: _Device, now: float) -> None:
-        assert dev.comm.detector is not None
-        dev.comm.detector.tick(now)
-        self._set_condition(dev.comm, dev.comm.detector.active, None)
+        dev.comm_timer.tick(now)
+        self._set_condition(dev.comm, dev.comm_timer.active, None)
         comm_lost = dev.comm.state.condition
+        self._evaluate_freshness(dev, now, comm_lost)
         faulted = {
             p.value_name
             for p in dev.points.values()
@@ -464,24 +527,49 @@ class AlarmEngine:
         }
         wall = self._wall()
         for point in dev.points.values():
-            if point.detector is not None:
-                point.detector.tick(now)
-                self._set_condition(point, point.detector.active, point.value)
             grace = dev.graces.get(point.value_name or "")
             suppressed = (
                 comm_lost
                 or (point.rule != "sensor_fault" and point.value_name in faulted)
                 or (point.suppressible_by_grace and grace is not None and grace.active(now))
             )
-            self._apply(point, point.state.set_suppressed(suppressed))
+            condition = point.state.condition
+            if point.detector is not None:
+                point.detector.tick(now)
+                condition = point.detector.active
+            self._update(point, condition=condition, suppressed=suppressed)
             if point.state.shelved_until is not None:
                 self._apply(point, point.state.expire_shelve(wall))
-        if dev.comm.state.shelved_until is not None:
-            self._apply(dev.comm, dev.comm.state.expire_shelve(wall))
+        for point in (dev.comm, dev.fresh):
+            if point.state.shelved_until is not None:
+                self._apply(point, point.state.expire_shelve(wall))
         deadline = self._device_deadline(dev)
         if deadline is not None and deadline < self._armed_for:
             self._armed_for = deadline
             self._rearm.set()
+
+    def _evaluate_freshness(self, dev: _Device, now: float, comm_lost: bool) -> None:
+        detector = dev.freshness
+        detector.tick(now)
+        if detector.active and not dev.fresh.state.condition:
+            missing = detector.missing(now)
+            dev.fresh.text = (
+                f"{dev.config.id}: no fresh {', '.join(missing)} for {detector.after_s:g} s"
+                if missing and now - detector.last_reading < detector.after_s
+                else f"{dev.config.id}: no reading for {detector.after_s:g} s"
+            )
+        self._update(dev.fresh, condition=detector.active, suppressed=comm_lost)
+
+    def _update(self, point: _Point, *, condition: bool, suppressed: bool) -> None:
+        """A new condition and mask at once: a mask that begins applies first (an occurrence
+        that starts under it is not annunciated), a mask that ends applies last (an occurrence
+        that ended under it needs nobody)."""
+        st = point.state
+        if suppressed:
+            self._apply(point, st.set_suppressed(True))
+        self._set_condition(point, condition, None)
+        if not suppressed:
+            self._apply(point, st.set_suppressed(False))
 
     def _set_condition(self, point: _Point, condition: bool, value: float | None) -> None:
         if value is not None:
@@ -489,8 +577,7 @@ class AlarmEngine:
         self._apply(point, point.state.set_condition(condition))
 
     def _apply(self, point: _Point, events: list[Event], actor: str = "system") -> None:
-        state = point.state.state
-        if events or state != point.last_state:
+        if events or point.state.state != point.last_state or point.facts() != point.last_facts:
             self._mark(point, [(e, actor) for e in events])
 
     def _mark(self, point: _Point, events: list[tuple[Event | str, str]]) -> None:
@@ -500,6 +587,7 @@ class AlarmEngine:
             if not events:
                 events = [(f"state:{state}", "system")]
             point.last_state = state
+        point.last_facts = point.facts()
         self._dirty.setdefault(point.alarm, []).extend(events)
         self._generation += 1
         self._wake.set()
@@ -711,3 +799,25 @@ class AlarmEngine:
 
 def _rfc3339(epoch: float) -> str:
     return format_ts(datetime.fromtimestamp(epoch, UTC))
+
+
+def _watched(device: DeviceConfig, rules: dict[str, ValueAlarms]) -> set[str]:
+    """Values an alarm depends on that the device sends in every good reading: a register of
+    its map, or (devices without one) a value of its kind's defaults. Optional values (an LN2
+    tank's `hours_to_low`) are not watched: their absence is not stale data."""
+    registers = getattr(device, "registers", None)
+    always = (
+        {register.name for register in registers}
+        if registers is not None
+        else set(KIND_DEFAULTS.get(device.kind, {}))
+    )
+    watched: set[str] = set()
+    for value, rule in rules.items():
+        if any(getattr(rule, name) is not None for name in _RULE_FIELDS):
+            watched.add(value)
+        if rule.suppress_while is not None:
+            watched.add(rule.suppress_while.value)
+    return watched & always
+
+
+_RULE_FIELDS = ("high_high", "high", "low", "low_low", "rate", "discrete")

@@ -1,11 +1,13 @@
 """The call tree: who is paged for which alarm occurrence, and when again.
 
-Level 1 is paged when an occurrence is raised; until it is acknowledged every level reached is
-paged again every `renotify_every_s`, and each further level is paged once the occurrence has
-been unacknowledged for its `after_s`. Acknowledgement, return and clearing are told to
-everyone who was paged. Every page delivered is recorded (SQLite) before the next is planned,
-so a restarted daemon continues the schedule instead of paging again; an occurrence raised but
-not yet paged when the daemon stopped is paged after the restart.
+Level 1 is paged when an occurrence is raised; until it is acknowledged (or returns to normal)
+every level reached is paged again every `renotify_every_s`, and each further level is paged
+once the occurrence has been unacknowledged for its `after_s`. Shelving pauses the schedule
+(the unacknowledged time under a shelve does not count). Acknowledgement, return to normal and
+clearing are told to everyone who was paged, until the occurrence is over (cleared). Every page
+delivered is recorded (SQLite) before the next is planned, so a restarted daemon continues the
+schedule instead of paging again, and still tells those paged when the occurrence ends; an
+occurrence raised but not yet paged when the daemon stopped is paged after the restart.
 
 A channel that fails is retried with capped, jittered backoff; when it still fails, the pager
 raises that notifier's own alarm (through `on_channel_health`) and other channels carry on.
@@ -43,6 +45,15 @@ class _Occurrence:
     raised_at: float
     #: level index -> last page time (wall clock)
     paged: dict[int, float] = field(default_factory=dict)
+    acked: bool = False
+    returned: bool = False
+    #: wall-clock time the occurrence was shelved (the schedule pauses meanwhile)
+    shelved_at: float | None = None
+
+    @property
+    def escalating(self) -> bool:
+        """Still reminded and escalated: unacknowledged, active and not shelved."""
+        return not (self.acked or self.returned) and self.shelved_at is None
 
 
 class Pager:
@@ -92,27 +103,34 @@ class Pager:
         self._queue.put_nowait(request)
 
     async def resume(self, open_alarms: list[AlarmNotice]) -> None:
-        """After a restart: continue the schedule of occurrences still raised and unacked.
+        """After a restart: continue the schedule of every occurrence that is not over.
 
-        `open_alarms` are the announced, active, unacknowledged occurrences; any of them never
-        paged at level 1 (the daemon stopped in between) is paged now.
+        `open_alarms` are the engine's announced occurrences not yet cleared, as `raised`
+        (active, unacknowledged), `acked` (active, acknowledged) or `returned` (back to normal,
+        unacknowledged). A raised one never paged at level 1 (the daemon stopped in between) is
+        paged now; the others are kept only to tell those paged how they end.
         """
         records = {} if self._db is None else await self._db.run(self._db.load_pages)
+        now = self._wall()
         for request in open_alarms:
             levels = records.get((request.alarm, request.occurrence), {})
             if not self._wanted(request.severity):
                 continue
-            first = min((v[0] for v in levels.values()), default=self._wall())
+            if request.event is not Event.RAISED and not levels:
+                continue  # nobody was paged: nobody to tell
             occ = _Occurrence(
                 alarm=request.alarm,
                 occurrence=request.occurrence,
                 severity=request.severity,
                 payload=request.payload,
-                raised_at=first,
+                raised_at=min((v[0] for v in levels.values()), default=now),
                 paged={level: v[1] for level, v in levels.items()},
+                acked=request.event is Event.ACKED,
+                returned=request.event is Event.RETURNED,
+                shelved_at=now if request.payload.get("state") == "shelved" else None,
             )
             self._open[(request.alarm, request.occurrence)] = occ
-            if 0 not in occ.paged:
+            if occ.escalating and 0 not in occ.paged:
                 self._page_level(occ, 0, "raised")
 
     def _wanted(self, severity: str) -> bool:
@@ -122,7 +140,8 @@ class Pager:
         while True:
             request = await self._queue.get()
             key = (request.alarm, request.occurrence)
-            if request.event is Event.RAISED:
+            event = request.event
+            if event is Event.RAISED:
                 if not self._wanted(request.severity) or key in self._open:
                     continue
                 occ = _Occurrence(
@@ -134,15 +153,45 @@ class Pager:
                 )
                 self._open[key] = occ
                 self._page_level(occ, 0, "raised")
-            elif request.event in (Event.ACKED, Event.RETURNED, Event.CLEARED):
-                if key not in self._open:
-                    continue
-                occ = self._open.pop(key)
-                occ.payload = request.payload
-                for level in sorted(occ.paged):
-                    self._page_level(occ, level, request.event.value, actor=request.actor)
+                continue
+            occ_or_none = self._open.get(key)
+            if occ_or_none is None:
+                continue  # never paged (below min_severity, raised under a mask): nobody to tell
+            occ = occ_or_none
+            occ.payload = request.payload
+            if event is Event.SHELVED:
+                occ.shelved_at = occ.shelved_at or self._wall()
+            elif event is Event.UNSHELVED:
+                self._resume_schedule(occ)
+            elif event is Event.ACKED:
+                occ.acked = True
+                # An ack after the return ends the occurrence: the `cleared` that follows at
+                # once (with the same operator) tells them, one message instead of two.
+                if not occ.returned:
+                    self._tell(occ, "acked", request.actor)
+            elif event is Event.RETURNED:
+                occ.returned = True
+                self._tell(occ, "returned", request.actor)
+            elif event is Event.CLEARED:
+                del self._open[key]
+                self._tell(occ, "cleared", request.actor)
                 if self._db is not None:
                     await self._forget(self._db, request.alarm, request.occurrence)
+
+    def _tell(self, occ: _Occurrence, event: str, actor: str) -> None:
+        """Tell every level that was paged for this occurrence."""
+        for level in sorted(occ.paged):
+            self._page_level(occ, level, event, actor=actor)
+
+    def _resume_schedule(self, occ: _Occurrence) -> None:
+        """After a shelve: the time under it does not count toward reminders or escalation."""
+        if occ.shelved_at is None:
+            return
+        paused = self._wall() - occ.shelved_at
+        occ.shelved_at = None
+        occ.raised_at += paused
+        for level in occ.paged:
+            occ.paged[level] += paused
 
     @staticmethod
     async def _forget(db: StateDb, alarm: str, occurrence: int) -> None:
@@ -153,6 +202,8 @@ class Pager:
             await asyncio.sleep(self._tick_s())
             now = self._wall()
             for occ in list(self._open.values()):
+                if not occ.escalating:
+                    continue
                 for index, level in enumerate(self._escalation.levels):
                     if index in occ.paged:
                         due = occ.paged[index] + self._escalation.renotify_every_s

@@ -135,3 +135,92 @@ async def test_background_tasks_close_even_when_a_task_swallows_one_cancel() -> 
     await asyncio.sleep(0)
     await asyncio.wait_for(tasks.close(), timeout=5)
     assert task.done()
+
+
+def three_levels() -> EscalationSection:
+    return EscalationSection.model_validate(
+        {
+            "renotify_every_s": 600.0,
+            "levels": [
+                {"notifiers": ["l1"]},
+                {"notifiers": ["l2"], "after_s": 0.2},
+                {"notifiers": ["l3"], "after_s": 3600},
+            ],
+        }
+    )
+
+
+async def test_return_to_normal_and_the_late_ack_are_told_to_whoever_was_paged() -> None:
+    l1, l2, l3 = Recorder("l1"), Recorder("l2"), Recorder("l3")
+    channels = {"l1": l1, "l2": l2, "l3": l3}
+    async with Pager(channels=channels, escalation=three_levels(), db=None, context={}) as p:
+        p.submit(notice(Event.RAISED))
+        await settle(lambda: len(l2.pages) == 1)
+        p.submit(notice(Event.RETURNED))
+        await settle(lambda: len(l1.pages) == 2 and len(l2.pages) == 2)
+        # The ack of a returned alarm ends it: one `cleared` page, by the operator.
+        p.submit(notice(Event.ACKED))
+        p.submit(notice(Event.CLEARED))
+        await settle(lambda: len(l1.pages) == 3 and len(l2.pages) == 3)
+    assert [x["event"] for x in l1.pages] == ["raised", "returned", "cleared"]
+    assert [x["event"] for x in l2.pages] == ["escalated", "returned", "cleared"]
+    assert l2.pages[-1]["by"] == "alice"
+    assert l3.pages == []  # never reached, never told
+
+
+async def test_an_acked_alarm_that_clears_later_is_told_too() -> None:
+    l1 = Recorder("l1")
+    section = EscalationSection.model_validate(
+        {"renotify_every_s": 0.1, "levels": [{"notifiers": ["l1"]}]}
+    )
+    async with Pager(channels={"l1": l1}, escalation=section, db=None, context={}) as p:
+        p.submit(notice(Event.RAISED))
+        await settle(lambda: len(l1.pages) == 1)
+        p.submit(notice(Event.ACKED))
+        await settle(lambda: l1.pages[-1]["event"] == "acked")
+        count = len(l1.pages)
+        await asyncio.sleep(0.3)  # acknowledged: no reminders any more
+        assert len(l1.pages) == count
+        p.submit(notice(Event.CLEARED))
+        await settle(lambda: l1.pages[-1]["event"] == "cleared")
+
+
+async def test_a_shelve_pauses_reminders_and_escalation() -> None:
+    l1, l2 = Recorder("l1"), Recorder("l2")
+    section = EscalationSection.model_validate(
+        {
+            "renotify_every_s": 0.1,
+            "levels": [{"notifiers": ["l1"]}, {"notifiers": ["l2"], "after_s": 0.4}],
+        }
+    )
+    async with Pager(channels={"l1": l1, "l2": l2}, escalation=section, db=None, context={}) as p:
+        p.submit(notice(Event.RAISED))
+        await settle(lambda: len(l1.pages) >= 2)
+        p.submit(notice(Event.SHELVED))
+        await asyncio.sleep(0.05)
+        count = len(l1.pages)
+        await asyncio.sleep(0.6)  # past level 2's time: paused, so nobody is paged
+        assert (len(l1.pages), l2.pages) == (count, [])
+        p.submit(notice(Event.UNSHELVED))
+        await settle(lambda: len(l1.pages) > count and len(l2.pages) == 1)
+
+
+async def test_after_a_restart_an_acked_occurrence_still_tells_its_end(tmp_path: Path) -> None:
+    l1 = Recorder("l1")
+    section = EscalationSection.model_validate({"levels": [{"notifiers": ["l1"]}]})
+    async with StateDb(path=tmp_path / "db") as db:
+        async with Pager(channels={"l1": l1}, escalation=section, db=db, context={}) as p:
+            p.submit(notice(Event.RAISED))
+            p.submit(notice(Event.ACKED))
+            await settle(lambda: len(l1.pages) == 2)
+            await asyncio.sleep(0.1)  # the record of the page is written after the delivery
+        again = Recorder("l1")
+        async with Pager(channels={"l1": again}, escalation=section, db=db, context={}) as p:
+            # occurrence 2 was acked but nobody was ever paged for it: nobody to tell
+            await p.resume([notice(Event.ACKED), notice(Event.ACKED, occurrence=2)])
+            p.submit(notice(Event.CLEARED))
+            p.submit(notice(Event.CLEARED, occurrence=2))
+            await settle(lambda: len(again.pages) == 1)
+            await asyncio.sleep(0.1)
+        assert [(x["event"], x["occurrence"]) for x in again.pages] == [("cleared", 1)]
+        assert await db.run(db.load_pages) == {}  # the occurrence is over: its record goes
