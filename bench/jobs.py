@@ -141,9 +141,9 @@ async def _run(
             progress=ProgressReporter(
                 mqtt=mqtt, topics=Topics(prefix="b", site="s", controller="r")
             ),
-            pick_chamber_c=cell.read_pick_chamber,
             batching=batching,
             clock=cell.clock,
+            sleep=cell.clock.sleep,
         )
         job = Job("bench", "c", "bench", 5, 1, "queued", "OUT-0001", tubes=chosen)
         journal.create(job)

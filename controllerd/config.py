@@ -135,10 +135,10 @@ class JobsSection(Strict):
         default=900.0, gt=0, description="E: most seconds a rack may spend out of the cold."
     )
     exposure_margin_s: float = Field(
-        default=60.0, ge=0, description="Racks go back once within this of E."
-    )
-    pick_chamber_max_c: float = Field(
-        default=-15.0, description="Racks go back while the pick chamber is warmer than this."
+        default=60.0,
+        ge=0,
+        description="Reserve kept on top of the estimated time to finish a tube and return the "
+        "racks (racks also go back while the store's pick-chamber alarm is active).",
     )
     max_tubes: int = Field(default=96, ge=1, le=960, description="Most tubes in one job.")
     window: int = Field(

@@ -22,7 +22,8 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Record one more failure and return how long to wait before the next attempt."""
-        ceiling = min(self._max_s, self._initial_s * 2.0**self.failures)
+        # The exponent stops growing once past the cap (2.0**1024 would overflow a float).
+        ceiling = min(self._max_s, self._initial_s * 2.0 ** min(self.failures, 64))
         self.failures += 1
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 

@@ -10,9 +10,11 @@ from controllerd.jobs._batches import (
     plan_batches,
     simple_batcher,
 )
-from controllerd.jobs._executor import JobExecutor, JobFailed
+from controllerd.jobs._errors import JobError, JobFailed, PickerStuck
+from controllerd.jobs._executor import JobExecutor
+from controllerd.jobs._exposure import ExposureBudget
 from controllerd.jobs._journal import Journal
-from controllerd.jobs._manager import JobManager
+from controllerd.jobs._manager import JobManager, pick_chamber_alarm
 from controllerd.jobs._model import (
     FINAL_STATES,
     MAX_BARCODES,
@@ -33,7 +35,9 @@ __all__ = [
     "Batch",
     "Batcher",
     "CancelRequest",
+    "ExposureBudget",
     "Job",
+    "JobError",
     "JobExecutor",
     "JobFailed",
     "JobManager",
@@ -42,10 +46,12 @@ __all__ = [
     "JobState",
     "Journal",
     "PickRequest",
+    "PickerStuck",
     "PlannerBatcher",
     "ProgressReporter",
     "TubeTask",
     "fcfs_batches",
+    "pick_chamber_alarm",
     "plan_batches",
     "simple_batcher",
 ]

@@ -3,15 +3,21 @@
 Per batch of racks (see `_batches`): racks not needed go back (scanned first, so the store's
 inventory shows what was taken), missing ones are fetched into free ports. Per tube: move over
 it, scan and verify the barcode (a wrong or unreadable one raises `{picker}.barcode_mismatch`
-and leaves the tube where it is), reserve an output slot, pick, move to the slot, place, and
-record the movement in the outbox in the same transaction as the tube's `done`. Before each
-tube the executor checks the pick chamber temperature and each rack's time out of the cold:
-when either is near its limit, every rack goes back first and the job continues afterwards.
-A cancel finishes the current tube, returns the racks and ends the job `cancelled`.
+and leaves the tube where it is), reserve an output slot, pick, carry it to the slot, place,
+and record the movement in the outbox in the same transaction as the tube's `done`.
 
-A motion that faults (jam, lost link) raises `{picker}.motion_fault` and is retried with capped
-jittered backoff; a pick or place whose outcome is unknown is resolved from the picker's
-`holding` flag, so no tube is picked or placed twice.
+The racks go back first, and the job shows `paused` and continues afterwards, when
+* the pick chamber's temperature alarm is active (`pick_chamber`, from the alarm engine): the
+  job waits until it is not;
+* a rack at the station could not finish one more tube and still be back in the store within
+  E less the margin (`_exposure`); a rack is not fetched while the racks already out could not
+  afford its fetch. A job that cannot pick a single tube within E twice running fails;
+* the picker keeps failing a motion for longer than the racks can wait (`_motion`): the job
+  waits until the picker homes again, then settles the tube it was moving (below).
+
+A cancel finishes the current tube, returns the racks and ends the job `cancelled`. A tube
+whose move was interrupted (a crash, a stuck picker) is settled before anything else when the
+job (re)starts (controllerd.jobs._recovery.settle_tube).
 """
 
 from __future__ import annotations
@@ -19,19 +25,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol
 
 import structlog
 
 from controllerd.alarms import Severity
 from controllerd.config import JobsSection
 from controllerd.jobs._batches import Batch, Batcher, plan_batches, simple_batcher
+from controllerd.jobs._errors import JobFailed, PickerStuck
+from controllerd.jobs._exposure import ExposureBudget
 from controllerd.jobs._journal import Journal
 from controllerd.jobs._model import Job, TubeTask
+from controllerd.jobs._motion import Gantry, MotionOps
 from controllerd.jobs._progress import ProgressReporter
+from controllerd.jobs._recovery import settle_tube
 from controllerd.outbox import Outbox
 from drivers import Backoff, DeviceRejected, DriverError
-from firmware_bridge import CommandRejected, PickerStatus, Position
+from firmware_bridge import PickerStatus
 from inventory.events import Location
 
 _log = structlog.get_logger("controllerd.jobs")
@@ -40,14 +50,8 @@ ROWS = "ABCDEFGH"
 COLUMNS = 12
 OUTPUT_POSITIONS = tuple(f"{row}{col}" for row in ROWS for col in range(1, COLUMNS + 1))
 
-T = TypeVar("T")
-
-#: A motion the controller refuses this often in a row (no tube, slot occupied) ends the job.
-MAX_REFUSALS = 3
-
-
-class JobFailed(Exception):
-    """A job cannot go on (the store refuses, the output rack is full, ...)."""
+#: Why racks go back before the next tube, and what the job waits for then.
+HoldKind = Literal["chamber", "exposure", "picker"]
 
 
 class StoreOps(Protocol):
@@ -56,17 +60,6 @@ class StoreOps(Protocol):
     async def retrieve_rack(self, rack: str, port: str) -> float: ...
     async def store_rack(self, rack: str) -> float: ...
     async def scan_rack(self, rack: str) -> float: ...
-
-
-class MotionOps(Protocol):
-    """What the executor needs of the picker (firmware_bridge.PickerMotion)."""
-
-    async def home(self) -> Position: ...
-    async def move_to(self, *, x_mm: float, y_mm: float) -> Position: ...
-    async def pick(self) -> Position: ...
-    async def place(self) -> Position: ...
-    async def scan(self) -> str | None: ...
-    async def status(self) -> PickerStatus: ...
 
 
 class AlarmSink(Protocol):
@@ -92,9 +85,10 @@ class JobExecutor:
         outbox: Outbox,
         progress: ProgressReporter,
         alarms: AlarmSink | None = None,
-        pick_chamber_c: Callable[[], Awaitable[float | None]] | None = None,
+        pick_chamber: Callable[[], str | None] | None = None,
         batching: Batcher | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._cfg = config
         self._store_id = store_id
@@ -102,16 +96,31 @@ class JobExecutor:
         self._store = store
         self._motion = motion
         self._journal = journal
+        #: the job journal (recovery settles tubes through it)
+        self.journal = journal
         self._outbox = outbox
         self._progress = progress
         self._alarms = alarms
-        self._pick_chamber_c = pick_chamber_c
+        #: why the pick chamber is unsafe for racks now (its alarm is active), or None
+        self._pick_chamber = pick_chamber
         self._batching = batching or simple_batcher(plan_batches)
         #: wall-clock seconds (exposure is measured with it; the bench runs it on sim time)
         self._clock = clock
+        self._sleep = sleep
+        self.budget = ExposureBudget(
+            limit_s=config.exposure_limit_s, margin_s=config.exposure_margin_s
+        )
+        self._gantry = Gantry(
+            motion=motion,
+            journal=journal,
+            picker_id=picker_id,
+            alarm=lambda name, active, text: self.alarm(name, active=active, text=text),
+            give_up=self._give_up,
+            sleep=sleep,
+        )
         #: rack -> port, for racks this executor has at the pick station
         self.station: dict[str, str] = {}
-        self._homed = False
+        self._job: Job | None = None
         self._log = _log.bind(device=picker_id)
 
     # ------------------------------------------------------------------ geometry
@@ -130,43 +139,21 @@ class JobExecutor:
         return self._cfg.output_port
 
     async def status(self) -> PickerStatus:
-        """The picker's state (retried until it answers)."""
-        return await self._status_when_reachable()
-
-    async def scan_at(self, port: str, position: str) -> str | None:
-        """Move over a position and read the barcode there."""
-        await self._ensure_homed()
-        x, y = self.xy(port, position)
-        await self._retry("move", lambda: self._motion.move_to(x_mm=x, y_mm=y))
-        return await self._retry("scan", self._motion.scan)
+        """The picker's state (retried until it answers, within the racks' budget)."""
+        return await self._gantry.status()
 
     # ------------------------------------------------------------------ the job
 
     async def run(self, job: Job) -> None:
         """Run a job until it is done, cancelled or failed (its state says which)."""
         log = self._log.bind(job=job.job)
+        self._job = job
         self._journal.set_state(job, "running")
         self._progress.started(job)
         await self._progress.publish(job)
         log.info("job started", tubes=job.total, pending=len(job.pending()))
         try:
-            await self._ensure_homed()
-            while not job.cancel_requested:
-                pending = [tube for tube in job.tubes if tube.state == "pending"]
-                if not pending:
-                    break
-                reason = await self._run_batches(job, await self._batching(pending, self._k))
-                if reason is None:
-                    continue
-                await self.return_all(job)
-                self._journal.set_state(job, "paused", reason)
-                await self._progress.publish(job)
-                log.warning("job paused: racks returned", reason=reason)
-                await self._wait_until_safe(job)
-                self._journal.set_state(job, "running")
-                await self._progress.publish(job)
-                log.info("job resumed")
-            await self.return_all(job)
+            await self._work(job)
         except (JobFailed, DriverError) as exc:
             log.error("job failed", error=str(exc))
             try:
@@ -176,17 +163,68 @@ class JobExecutor:
             self._finish(job, failed=str(exc))
         else:
             self._finish(job)
+        finally:
+            self._job = None
         await self._progress.publish(job)
         log.info("job ended", state=job.state, done=job.done, total=job.total)
+
+    async def _work(self, job: Job) -> None:
+        log = self._log.bind(job=job.job)
+        stalled = 0
+        while True:
+            settled = self._settled(job)
+            hold: tuple[HoldKind, str] | None
+            try:
+                await self._gantry.ensure_homed(job.job)
+                await self.settle_interrupted(job)
+                pending = [tube for tube in job.tubes if tube.state == "pending"]
+                if job.cancel_requested or not pending:
+                    break
+                hold = await self._run_batches(job, await self._batching(pending, self._k))
+            except PickerStuck as exc:
+                hold = ("picker", f"{exc}: racks returned, waiting for the picker")
+            if hold is None:
+                continue
+            kind, reason = hold
+            await self.return_all(job)
+            if job.cancel_requested:
+                break
+            if kind == "exposure":
+                stalled = stalled + 1 if self._settled(job) == settled else 0
+                if stalled >= 2:
+                    raise JobFailed(f"no tube can be picked within the exposure limit: {reason}")
+            self._journal.set_state(job, "paused", reason)
+            await self._progress.publish(job)
+            log.warning("job paused: racks returned", reason=reason)
+            if kind == "picker":
+                if not await self._gantry.home_when_able(lambda: job.cancel_requested):
+                    break
+            elif kind == "chamber":
+                await self._wait_until_safe(job)
+            self._journal.set_state(job, "running")
+            await self._progress.publish(job)
+            log.info("job resumed")
+        await self.return_all(job)
 
     @property
     def _k(self) -> int:
         return len(self._cfg.rack_ports)
 
+    @staticmethod
+    def _settled(job: Job) -> int:
+        return sum(1 for tube in job.tubes if tube.state in ("done", "failed"))
+
     def _finish(self, job: Job, failed: str | None = None) -> None:
         for tube in job.tubes:
             if tube.state == "pending":
                 self._journal.tube_state(job.job, tube, "cancelled")
+            elif tube.state in ("picking", "held"):  # the picker never came back to settle it
+                text = (
+                    f"{tube.barcode}: its move was interrupted and never settled (gripper, "
+                    f"slot {tube.out_rack} {tube.out_position} or source): check by hand"
+                )
+                self.alarm("tube_unaccounted", active=True, text=text)
+                self._journal.tube_state(job.job, tube, "failed", text, release=False)
         left = [tube.barcode for tube in job.tubes if tube.state == "failed"]
         if failed is not None:
             self._journal.set_state(job, "failed", failed)
@@ -199,79 +237,111 @@ class JobExecutor:
         else:
             self._journal.set_state(job, "done")
 
-    async def _run_batches(self, job: Job, batches: list[Batch]) -> str | None:
-        """Work through the batches; a reason when the racks must go back first."""
+    async def _run_batches(self, job: Job, batches: list[Batch]) -> tuple[HoldKind, str] | None:
+        """Work through the batches; why the racks must go back first, if they must."""
         for batch in batches:
             await self._arrange(job, batch.racks)
             for tube in batch.tubes:
                 if job.cancel_requested:
                     return None
-                reason = await self._must_return()
-                if reason is not None:
-                    return reason
-                if tube.state == "pending":
-                    await self.pick_tube(job, tube)
-                    await self._progress.publish(job)
+                if tube.state != "pending" or tube.rack not in self.station:
+                    continue  # a rack not fetched this time: its tubes wait for the next round
+                hold = self._must_return()
+                if hold is not None:
+                    return hold
+                await self.pick_tube(job, tube)
+                await self._progress.publish(job)
         return None
 
-    async def _must_return(self) -> str | None:
-        if self._pick_chamber_c is not None:
-            temperature = await self._pick_chamber_c()
-            if temperature is not None and temperature > self._cfg.pick_chamber_max_c:
-                return f"pick chamber at {temperature:.1f} °C"
-        now = self._clock()
-        limit = self._cfg.exposure_limit_s - self._cfg.exposure_margin_s
+    def _out_since(self) -> dict[str, float]:
+        out = {}
         for rack in self.station:
             since = self._journal.rack_out_since(self._store_id, rack)
-            if since is not None and now - since >= limit:
-                return f"rack {rack} out for {now - since:.0f} s (limit {limit:.0f} s)"
-        return None
+            if since is not None:
+                out[rack] = since
+        return out
+
+    def _must_return(self) -> tuple[HoldKind, str] | None:
+        if self._pick_chamber is not None:
+            reason = self._pick_chamber()
+            if reason is not None:
+                return "chamber", reason
+        reason = self.budget.overrun(
+            self._out_since(), now=self._clock(), work_s=self.budget.tube.value
+        )
+        return None if reason is None else ("exposure", reason)
+
+    def _give_up(self, delay_s: float) -> str | None:
+        """Why a failing motion must not be tried again after `delay_s` (see `_motion`)."""
+        out = self._out_since()
+        if not out:  # nothing exposed: keep trying, unless the job is cancelled
+            job = self._job
+            return "the job is cancelled" if job is not None and job.cancel_requested else None
+        return self.budget.overrun(out, now=self._clock(), work_s=delay_s + self.budget.tube.value)
 
     async def _wait_until_safe(self, job: Job) -> None:
-        """Until the pick chamber is cold again (or the job is cancelled meanwhile)."""
-        backoff = Backoff(initial_s=1.0, max_s=30.0)
-        while self._pick_chamber_c is not None and not job.cancel_requested:
-            temperature = await self._pick_chamber_c()
-            if temperature is None or temperature <= self._cfg.pick_chamber_max_c:
+        """Until the pick chamber's alarm is over (or the job is cancelled meanwhile)."""
+        backoff = Backoff(initial_s=1.0, max_s=10.0)
+        while self._pick_chamber is not None and not job.cancel_requested:
+            if self._pick_chamber() is None:
                 return
-            await asyncio.sleep(backoff.next_delay())
+            await self._sleep(backoff.next_delay())
 
     # ------------------------------------------------------------------ racks
 
     async def _arrange(self, job: Job, racks: tuple[str, ...]) -> None:
-        for rack in [r for r in self.station if r not in racks]:
-            await self.return_rack(job, rack)
+        for rack in self.budget.return_order(self._out_since()):
+            if rack not in racks:
+                await self.return_rack(job, rack)
         for rack in racks:
             if rack in self.station:
                 continue
             free = [p for p in self._cfg.rack_ports if p not in self.station.values()]
             if not free:
                 raise JobFailed("no free rack port")
+            now = self._clock()
+            if self.station:
+                reason = self.budget.overrun(
+                    {**self._out_since(), rack: now},
+                    now=now,
+                    work_s=self.budget.robot.value + self.budget.tube.value,
+                )
+                if reason is not None:
+                    self._log.info("rack fetched later: the racks out cannot wait", rack=rack)
+                    continue
             port = free[0]
             # Out before the call: after a crash mid-retrieve, recovery asks the store where
             # it ended up (and the exposure clock errs on the safe side).
-            self._journal.rack_out(self._store_id, rack, self._clock())
+            self._journal.rack_out(self._store_id, rack, now)
             self._journal.step(job.job, "retrieve", rack, "before", port=port)
             try:
                 await self._store.retrieve_rack(rack, port)
             except DeviceRejected:  # refused: it never left its shelf
                 self._journal.rack_in(self._store_id, rack, self._clock())
                 raise
+            self.budget.robot.add(self._clock() - now)
             self.station[rack] = port
             self._journal.step(job.job, "retrieve", rack, "after", port=port)
 
     async def return_rack(self, job: Job, rack: str) -> None:
         """Scan the rack (the store's inventory then shows what was taken) and store it."""
+        start = self._clock()
         self._journal.step(job.job, "scan_rack", rack, "before")
         await self._store.scan_rack(rack)
+        self._journal.step(job.job, "scan_rack", rack, "after")
+        stored = self._clock()
+        self.budget.scan.add(stored - start)
         self._journal.step(job.job, "store", rack, "before")
         await self._store.store_rack(rack)
+        self.budget.robot.add(self._clock() - stored)
         trip = self._journal.rack_in(self._store_id, rack, self._clock())
         self.station.pop(rack, None)
         self._journal.step(job.job, "store", rack, "after", trip_s=round(trip, 3))
 
     async def return_all(self, job: Job) -> None:
-        for rack in list(self.station):
+        """Every rack at the station back to the store, the one out longest first."""
+        out = self._out_since()
+        for rack in [*self.budget.return_order(out), *(r for r in self.station if r not in out)]:
             await self.return_rack(job, rack)
 
     # ------------------------------------------------------------------ tubes
@@ -286,12 +356,20 @@ class JobExecutor:
     async def pick_tube(self, job: Job, tube: TubeTask) -> None:
         """Verify, pick, carry and place one tube, and record its movement."""
         log = self._log.bind(job=job.job, barcode=tube.barcode)
+        start, failures = self._clock(), self._gantry.failures
         port = self.station[tube.rack]
         x, y = self.xy(port, tube.position)
-        self._journal.step(job.job, "move", tube.barcode, "before", port=port)
-        await self._retry("move", lambda: self._motion.move_to(x_mm=x, y_mm=y))
-        read = await self._retry("scan", self._motion.scan)
-        self._journal.step(job.job, "scan", tube.barcode, "after", read=read)
+        motion = self._motion
+        await self._gantry.run(
+            "move",
+            lambda: motion.move_to(x_mm=x, y_mm=y),
+            job=job.job,
+            subject=tube.barcode,
+            to=f"{port} {tube.position}",
+        )
+        read = await self._gantry.run(
+            "scan", motion.scan, job=job.job, subject=tube.barcode, record_result=True
+        )
         if read != tube.barcode:
             text = (
                 f"{tube.rack} {tube.position}: expected {tube.barcode}, "
@@ -305,24 +383,42 @@ class JobExecutor:
         out_rack = job.output_rack
         out_position = self.next_output_position(out_rack)
         self._journal.reserve_output(job.job, tube, out_rack, out_position)
-        await self._pick()
+        await self._gantry.run(
+            "pick", motion.pick, job=job.job, subject=tube.barcode, settled=lambda s: s.holding
+        )
         self._journal.tube_state(job.job, tube, "held")
         await self.place_held(job, tube)
+        if self._gantry.failures == failures:  # faults and their retries are not a tube's time
+            self.budget.tube.add(self._clock() - start)
 
     async def place_held(self, job: Job, tube: TubeTask, *, verify: bool = False) -> None:
         """Carry the tube in the gripper to its reserved slot, place it, record it.
 
-        With `verify` (after a restart, when the journal's word is all we have about what the
-        gripper holds) the placed tube is scanned first: another barcode is not recorded, raises
+        With `verify` (when the journal's word is all we have about what the gripper holds)
+        the placed tube is scanned first: another barcode is not recorded, raises
         `{picker}.tube_unaccounted`, and keeps its slot occupied.
         """
         assert tube.out_rack is not None and tube.out_position is not None
         ox, oy = self.xy(self._cfg.output_port, tube.out_position)
-        await self._retry("move", lambda: self._motion.move_to(x_mm=ox, y_mm=oy))
-        self._journal.step(job.job, "place", tube.barcode, "before")
-        await self._place()
+        motion = self._motion
+        await self._gantry.run(
+            "carry",
+            lambda: motion.move_to(x_mm=ox, y_mm=oy),
+            job=job.job,
+            subject=tube.barcode,
+            to=f"{tube.out_rack} {tube.out_position}",
+        )
+        await self._gantry.run(
+            "place",
+            motion.place,
+            job=job.job,
+            subject=tube.barcode,
+            settled=lambda s: not s.holding,
+        )
         if verify:
-            read = await self._retry("scan", self._motion.scan)
+            read = await self._gantry.run(
+                "scan", motion.scan, job=job.job, subject=tube.barcode, record_result=True
+            )
             if read != tube.barcode:
                 text = (
                     f"gripper held {read or 'an unreadable tube'}, not {tube.barcode}; placed in "
@@ -348,72 +444,29 @@ class JobExecutor:
         )
         tube.state = "done"
 
-    # ------------------------------------------------------------------ motion with retries
+    # ------------------------------------------------------------------ interrupted tubes
 
-    async def _ensure_homed(self) -> None:
-        if self._homed:
-            return
-        status = await self._status_when_reachable()
-        if not status.homed:
-            await self._retry("home", self._motion.home)
-        self._homed = True
+    async def settle_interrupted(self, job: Job) -> None:
+        """Settle every tube of the job whose move was interrupted (controllerd.jobs._recovery)."""
+        for tube in job.tubes:
+            if tube.state in ("picking", "held"):
+                await settle_tube(self, job, tube)
 
-    async def _pick(self) -> None:
-        """Pick; after a fault the gripper says whether the tube was taken."""
-        await self._retry("pick", self._motion.pick, settled=lambda s: s.holding)
-
-    async def _place(self) -> None:
-        """Place; after a fault the empty gripper says the tube was put down."""
-        await self._retry("place", self._motion.place, settled=lambda s: not s.holding)
-
-    async def _retry(
-        self,
-        op: str,
-        call: Callable[[], Awaitable[T]],
-        *,
-        settled: Callable[[PickerStatus], bool] | None = None,
-    ) -> T | None:
-        """Run a motion until it succeeds and return its result; None when it faulted but the
-        picker's state shows it done anyway (`settled`: a pick or place)."""
-        backoff = Backoff(initial_s=0.2, max_s=3.0)
-        refusals = 0
-        while True:
-            try:
-                result = await call()
-            except DriverError as exc:  # the picker's: link down, timeout, fault, refusal
-                if isinstance(exc, CommandRejected):
-                    refusals += 1
-                    if refusals >= MAX_REFUSALS:
-                        raise JobFailed(f"{self._picker_id} refuses {op}: {exc}") from exc
-                delay = backoff.next_delay()
-                if backoff.failures == 1:
-                    self._log.warning("motion failed: retrying", op=op, error=str(exc))
-                self.alarm("motion_fault", active=True, text=f"{op}: {exc}")
-                await asyncio.sleep(delay)
-                status = await self._status_when_reachable()
-                if not status.homed:
-                    self._homed = False
-                    await self._retry("home", self._motion.home)
-                    self._homed = True
-                if settled is not None and settled(status):
-                    self._recovered(op, backoff)
-                    return None
-                continue
-            self._recovered(op, backoff)
-            return result
-
-    def _recovered(self, op: str, backoff: Backoff) -> None:
-        if backoff.failures:
-            self._log.info("motion recovered", op=op, after_failures=backoff.failures)
-            self.alarm("motion_fault", active=False, text=f"{op} recovered")
-
-    async def _status_when_reachable(self) -> PickerStatus:
-        backoff = Backoff(initial_s=0.2, max_s=3.0)
-        while True:
-            try:
-                return await self._motion.status()
-            except DriverError:
-                await asyncio.sleep(backoff.next_delay())
+    async def scan_at(self, job: Job, tube: TubeTask, port: str, position: str) -> str | None:
+        """Move over a position and read the barcode there (journalled as `tube`'s steps)."""
+        await self._gantry.ensure_homed(job.job)
+        x, y = self.xy(port, position)
+        motion = self._motion
+        await self._gantry.run(
+            "move",
+            lambda: motion.move_to(x_mm=x, y_mm=y),
+            job=job.job,
+            subject=tube.barcode,
+            to=f"{port} {position}",
+        )
+        return await self._gantry.run(
+            "scan", motion.scan, job=job.job, subject=tube.barcode, record_result=True
+        )
 
     def alarm(self, name: str, *, active: bool, text: str) -> None:
         if self._alarms is not None:

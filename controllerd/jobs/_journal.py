@@ -1,7 +1,10 @@
 """The job journal: every job, tube and robot step, in the outbox's SQLite file.
 
-Each physical step is written before it starts and after it ends (`steps`), and each tube's
-state moves pending -> picking (output slot reserved) -> held (in the gripper) -> done. The
+Each physical step is written before it starts and after it ends (`job_steps`): the store's
+`retrieve`, `scan_rack` and `store` of a rack; the picker's `home`, `move` (over a tube),
+`scan`, `pick`, `carry` (to the output slot) and `place` of a tube, with a `fault` row for each
+failed attempt; then `movement recorded`. Each tube's state moves pending -> picking (output
+slot reserved) -> held (in the gripper) -> done. The
 `done` write happens inside the outbox's transaction that records the tube's movement, so after
 a `kill -9` or a power cut a tube is either done with its movement recorded, or not done and
 without one: the restarted daemon reconciles the rest with the store and the picker
@@ -15,6 +18,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from controllerd.jobs._model import FINAL_STATES, Job, JobState, TubeTask
 
@@ -31,6 +35,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_command_id ON jobs (command_id);
 CREATE TABLE IF NOT EXISTS job_tubes (
     job TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -133,37 +138,41 @@ class Journal:
         job.cancel_requested = True
         self._db.execute("UPDATE jobs SET cancel = 1 WHERE job = ?", (job.job,))
 
+    _JOB_COLUMNS = "job, command_id, operator, priority, ord, state, output_rack, error, cancel"
+
     def unfinished(self) -> list[Job]:
         """Jobs not yet done, cancelled or failed, oldest first, with their tubes."""
-        rows = self._db.execute(
-            "SELECT job, command_id, operator, priority, ord, state, output_rack, error, cancel"
-            " FROM jobs ORDER BY ord"
-        ).fetchall()
-        jobs = []
-        for row in rows:
-            if row[5] in FINAL_STATES:
-                continue
-            job = Job(
-                job=row[0],
-                command_id=row[1],
-                operator=row[2],
-                priority=row[3],
-                order=row[4],
-                state=row[5],
-                output_rack=row[6],
-                error=row[7],
-                cancel_requested=bool(row[8]),
+        rows = self._db.execute(f"SELECT {self._JOB_COLUMNS} FROM jobs ORDER BY ord").fetchall()
+        return [self._job(row) for row in rows if row[5] not in FINAL_STATES]
+
+    def job_of_command(self, command_id: str) -> Job | None:
+        """The job a `pick` with this `command_id` created, if any (with its tubes)."""
+        row = self._db.execute(
+            f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE command_id = ?", (command_id,)
+        ).fetchone()
+        return None if row is None else self._job(row)
+
+    def _job(self, row: tuple[Any, ...]) -> Job:
+        job = Job(
+            job=row[0],
+            command_id=row[1],
+            operator=row[2],
+            priority=row[3],
+            order=row[4],
+            state=row[5],
+            output_rack=row[6],
+            error=row[7],
+            cancel_requested=bool(row[8]),
+        )
+        job.tubes = [
+            TubeTask(*tube)
+            for tube in self._db.execute(
+                "SELECT barcode, store, rack, position, state, out_rack, out_position, error"
+                " FROM job_tubes WHERE job = ? ORDER BY idx",
+                (job.job,),
             )
-            job.tubes = [
-                TubeTask(*tube)
-                for tube in self._db.execute(
-                    "SELECT barcode, store, rack, position, state, out_rack, out_position, error"
-                    " FROM job_tubes WHERE job = ? ORDER BY idx",
-                    (job.job,),
-                )
-            ]
-            jobs.append(job)
-        return jobs
+        ]
+        return job
 
     def claimed(self, barcodes: Iterable[str]) -> dict[str, str]:
         """Barcode -> job, for tubes that an unfinished job still has to move."""
@@ -185,7 +194,7 @@ class Journal:
     # ------------------------------------------------------------------ steps and tubes
 
     def step(self, job: str, step: str, subject: str, phase: str, **detail: object) -> None:
-        """One robot step, before (`phase="before"`) or after (`"after"`, `"failed"`) it."""
+        """One robot step: `before` it starts, `after` it ends, `fault` for a failed attempt."""
         self._db.execute(
             "INSERT INTO job_steps (job, step, subject, phase, ts, detail) VALUES (?,?,?,?,?,?)",
             (job, step, subject, phase, time.time(), json.dumps(detail) if detail else None),

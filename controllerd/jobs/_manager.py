@@ -2,9 +2,14 @@
 
 `JobManager` validates a pick list against the local specimen map (unknown barcodes, tubes
 claimed by another unfinished job, duplicates, the output rack and its free slots) and either
-refuses it whole with every problem listed or journals and queues the job. One runner task
-takes the highest-priority job and executes it. At start-up the runner first reconciles an
-interrupted job with the store and the picker (controllerd.jobs._recovery) and resumes it.
+refuses it whole with every problem listed or journals and queues the job. A `pick` whose
+`command_id` already has a job in the journal answers with that job and starts nothing (the
+command router answers repeats from its own record; this covers a crash between the journal's
+write and the router's). One runner task executes the jobs: at start-up it first reconciles
+the racks with the store (controllerd.jobs._recovery) and resumes the interrupted job, if
+any, before the queue (highest priority first).
+
+Jobs pause while the store's pick-chamber temperature alarm is active (`pick_chamber_alarm`).
 """
 
 from __future__ import annotations
@@ -12,15 +17,17 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
 import structlog
 
 from controllerd._tasks import BackgroundTasks
+from controllerd.alarms.engine import AlarmEngine
 from controllerd.commands import CommandContext, CommandError, CommandRouter
 from controllerd.config import Config, TubePickerConfig
-from controllerd.jobs._executor import AlarmSink, JobExecutor
+from controllerd.jobs._executor import JobExecutor
 from controllerd.jobs._journal import Journal
 from controllerd.jobs._model import (
     FINAL_STATES,
@@ -37,10 +44,12 @@ from controllerd.mqtt import Publisher
 from controllerd.outbox import Outbox
 from controllerd.store import TubeStore
 from controllerd.topics import Topics
-from drivers import DriverError
 from firmware_bridge import PickerDriver
 
 _log = structlog.get_logger("controllerd.jobs")
+
+#: The alarm rules of the pick chamber's temperature that send racks back (most severe first).
+PICK_CHAMBER_RULES = ("high_high", "high")
 
 #: How many problems of one kind a refusal lists before "and N more".
 _LIST_AT_MOST = 20
@@ -50,6 +59,29 @@ def _listing(items: list[str]) -> str:
     shown = ", ".join(items[:_LIST_AT_MOST])
     more = len(items) - _LIST_AT_MOST
     return f"{shown} and {more} more" if more > 0 else shown
+
+
+def pick_chamber_alarm(alarms: AlarmEngine, store_id: str) -> Callable[[], str | None]:
+    """Why racks must not be at the station now: the store's pick-chamber temperature alarm
+    (`{store}.pick_chamber_temperature_c.high` or `.high_high`) is active, or None.
+
+    The alarm's condition counts whatever masks it (shelved, suppressed): shelving silences
+    the pagers, not the specimens' protection. Its limit, deadband and on-delay are the
+    store's alarm rules (`[devices.alarms]`, default -15 °C after 120 s).
+    """
+    names = [f"{store_id}.pick_chamber_temperature_c.{rule}" for rule in PICK_CHAMBER_RULES]
+
+    def check() -> str | None:
+        for name in names:
+            point = alarms.points.get(name)
+            if point is None:
+                continue
+            payload = alarms.payload(point)
+            if payload.active:
+                return f"{name} active ({payload.value} °C, limit {payload.limit} °C)"
+        return None
+
+    return check
 
 
 class JobManager:
@@ -65,7 +97,7 @@ class JobManager:
         topics: Topics,
         stores: dict[str, TubeStore],
         pickers: dict[str, PickerDriver],
-        alarms: AlarmSink | None = None,
+        alarms: AlarmEngine | None = None,
     ) -> None:
         self._cfg = config.jobs
         self._config = config
@@ -113,20 +145,11 @@ class JobManager:
             outbox=self._outbox,
             progress=self.progress,
             alarms=self._alarms,
-            pick_chamber_c=self._pick_chamber_reader(store),
+            pick_chamber=None
+            if self._alarms is None
+            else pick_chamber_alarm(self._alarms, store.device.id),
             batching=self.batcher,
         )
-
-    @staticmethod
-    def _pick_chamber_reader(store: TubeStore) -> Any:
-        async def read() -> float | None:
-            try:
-                reading = await store.driver.read()
-            except DriverError:
-                return None  # no reading: the store's own comm-loss alarm covers it
-            return reading.values.get("pick_chamber_temperature_c")
-
-        return read
 
     def register(self, router: CommandRouter) -> None:
         router.register("pick", model=PickRequest, permission="pick", handler=self.pick)
@@ -160,6 +183,10 @@ class JobManager:
             raise CommandError("pick jobs are still starting up: send again with a new command_id")
         if self.executor is None or self.store is None:
             raise CommandError("this room has no tube store and picker for pick jobs")
+        earlier = self.journal.job_of_command(ctx.command_id)
+        if earlier is not None:
+            _log.info("pick repeated: answering with its job", job=earlier.job)
+            return self._accepted(earlier)
         problems = []
         if len(cmd.barcodes) > self._cfg.max_tubes:
             problems.append(
@@ -222,10 +249,13 @@ class JobManager:
         await self.queue.put(job)
         await self.progress.publish(job)
         _log.info("job queued", job=job.job, tubes=job.total, priority=job.priority)
+        return self._accepted(job)
+
+    def _accepted(self, job: Job) -> dict[str, Any]:
         return {
             "job": job.job,
             "total": job.total,
-            "output_rack": output,
+            "output_rack": job.output_rack,
             "queue_position": self.queue.position(job.job) if job.job in self.queue else 0,
         }
 
@@ -254,23 +284,30 @@ class JobManager:
         unfinished = self.journal.unfinished()
         if unfinished and self.executor is not None and self.store is not None:
             await recover(
-                jobs=unfinished,
                 executor=self.executor,
                 journal=self.journal,
                 store=self.store,
                 store_id=self.store.device.id,
             )
+        # The interrupted job (running or paused when the daemon stopped) goes first: its
+        # racks may be at the station and its tube in the gripper.
+        interrupted = [job for job in unfinished if job.state in ("running", "paused")]
         for job in unfinished:
             self._jobs[job.job] = job
-            await self.queue.put(job)
+            if job not in interrupted:
+                await self.queue.put(job)
+        for job in interrupted:
+            await self._execute(job)
         while True:
-            job = await self.queue.get()
-            if self.executor is None:
-                continue
-            self.current = job
-            try:
-                await self.executor.run(job)
-            finally:
-                self.current = None
-                if job.state in FINAL_STATES:
-                    self._jobs.pop(job.job, None)
+            await self._execute(await self.queue.get())
+
+    async def _execute(self, job: Job) -> None:
+        if self.executor is None:
+            return
+        self.current = job
+        try:
+            await self.executor.run(job)
+        finally:
+            self.current = None
+            if job.state in FINAL_STATES:
+                self._jobs.pop(job.job, None)

@@ -19,6 +19,7 @@ from drivers.opcua_model import Inventory, RackRecord
 from firmware_bridge import (
     AxisMotion,
     CommandRejected,
+    CommunicationLost,
     MotionConfig,
     MotionFault,
     PickerStatus,
@@ -37,12 +38,21 @@ MOTION = MotionConfig(
 )
 
 
+#: How long a silent controller keeps a request waiting before the link gives up (virtual s).
+SILENT_TIMEOUT_S = 2.0
+
+
 class VirtualClock:
     def __init__(self, start: float = 1_000_000.0) -> None:
         self.now = start
 
     def __call__(self) -> float:
         return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        """The executor's backoff waits, on virtual time."""
+        self.now += seconds
+        await asyncio.sleep(0)
 
 
 class SimulatedCell:
@@ -61,8 +71,14 @@ class SimulatedCell:
         )
         self.picker = PickerModel(station=self.station, motion=MOTION, travel_mm=(700.0, 200.0))
         self.misread: set[str] = set()
+        #: this many next moves jam (then the gantry moves again)
         self.jam_moves = 0
-        self.pick_chamber_c: float | None = -20.0
+        #: every move and home jams while set (an injected jam, until cleared)
+        self.jammed = False
+        #: a move that starts with a tube in the gripper sets `jammed`
+        self.jam_when_carrying = False
+        #: the controller does not answer (every request, status included, times out)
+        self.silent = False
         self._seq = 0
 
     # ------------------------------------------------------------------ StoreOps
@@ -87,9 +103,6 @@ class SimulatedCell:
 
     async def scan_rack(self, rack: str) -> float:
         return await self._operate(self.store_model.scan(rack))
-
-    async def read_pick_chamber(self) -> float | None:
-        return self.pick_chamber_c
 
     async def load_inventory(self) -> Inventory:
         """The store's inventory as its OPC UA model would report it."""
@@ -119,10 +132,20 @@ class SimulatedCell:
 
     # ------------------------------------------------------------------ MotionOps
 
+    def _check_answering(self, op: str) -> None:
+        if self.silent:
+            self.clock.now += SILENT_TIMEOUT_S
+            raise CommunicationLost(f"{op}: no reply", retry_in_s=1.0, operation=op)
+
     async def _motion(self, op: str, x_mm: float = 0.0, y_mm: float = 0.0) -> str | None:
+        self._check_answering(op)
         self._seq += 1
+        if op == "move" and self.jam_when_carrying and self.picker.holding is not None:
+            self.jammed = True
         if op == "move" and self.jam_moves:
             self.jam_moves -= 1
+            self.picker.jam = True
+        if op in ("move", "home") and self.jammed:
             self.picker.jam = True
         code = self.picker.begin(op=op, seq=self._seq, now_s=self.clock.now, x_mm=x_mm, y_mm=y_mm)
         if code is not None:
@@ -163,6 +186,8 @@ class SimulatedCell:
         return await self._motion("scan")
 
     async def status(self) -> PickerStatus:
+        self._check_answering("status")
+        await asyncio.sleep(0)
         return PickerStatus(
             position=self._position(),
             homed=self.picker.homed,
