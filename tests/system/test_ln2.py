@@ -309,7 +309,6 @@ async def test_tank_alarms_through_the_alarm_engine(tmp_path: Path) -> None:
     """The ln2_tank alarm defaults (controllerd/alarms/_rules.py), raised by the daemon's own
     pollers and alarm engine from simulated faults, on the simulator's clock, over MQTT."""
     broker = PrivateBroker(workdir=tmp_path / "broker")
-    broker.start()
     pty, tcp = _lines(tmp_path)
     # Polled every 50 ms (25 simulated seconds); no comm loss from a slow poll on the fast clock.
     never = {"alarms": {"comm_loss_after_s": 86400.0}, "poll_interval_s": 0.05}
@@ -325,6 +324,7 @@ async def test_tank_alarms_through_the_alarm_engine(tmp_path: Path) -> None:
     )
     c = config.controller
     topics = Topics(prefix=config.mqtt.prefix, site=c.site, controller=c.id)
+    broker.start()
     try:
         async with (
             bench(config, speed=500.0) as b,
