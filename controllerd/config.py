@@ -102,9 +102,33 @@ class StoreGeometry(Strict):
 
     towers: int = Field(default=4, ge=1, le=64, description="Towers around the carousel.")
     rotation_deg_s: float = Field(default=30.0, gt=0, description="Carousel speed.")
+    rotation_deg_s2: float = Field(
+        default=1e6,
+        gt=0,
+        allow_inf_nan=False,
+        description="Carousel acceleration (the demo store turns at constant speed: 1e6).",
+    )
     shelf_pitch_mm: float = Field(default=75.0, gt=0, description="Height between shelves.")
     lift_mm_s: float = Field(default=150.0, gt=0, description="Lift speed.")
+    lift_mm_s2: float = Field(
+        default=1e6,
+        gt=0,
+        allow_inf_nan=False,
+        description="Lift acceleration (the demo store's lift runs at constant speed: 1e6).",
+    )
+    port_level_mm: float = Field(
+        default=0.0,
+        allow_inf_nan=False,
+        description="Height of the port, where racks leave and enter the store, above shelf 1.",
+    )
     handling_s: float = Field(default=6.0, ge=0, description="Grip, transfer, release a rack.")
+    transfer_s: float = Field(
+        default=0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Carrying a rack between the port and its station slot, each way (the demo "
+        "store counts it in handling_s).",
+    )
 
 
 class JobsSection(Strict):

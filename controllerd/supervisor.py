@@ -1,8 +1,9 @@
 """The supervisor: owns the daemon's task group, its devices, its MQTT session and systemd.
 
-Start-up brings every device up in parallel (one dead device never blocks another), then tells
-systemd READY=1; the watchdog is fed only while every poll loop keeps making progress, so a hung
-loop gets the daemon restarted instead of silently publishing nothing.
+Start-up brings every device up in parallel (one dead device never blocks another) while the
+planner's worker warms up, then tells systemd READY=1 (after `STARTUP_WAIT_S` at most); the
+watchdog is fed only while every poll loop keeps making progress, so a hung loop gets the daemon
+restarted instead of silently publishing nothing.
 """
 
 from __future__ import annotations
@@ -203,7 +204,13 @@ class Supervisor:
         _log.info("stopped")
 
     async def _startup(self) -> None:
-        firsts = [asyncio.ensure_future(p.first_cycle_done.wait()) for p in self.pollers]
+        firsts: list[asyncio.Future[bool]] = [
+            asyncio.ensure_future(p.first_cycle_done.wait()) for p in self.pollers
+        ]
+        planner = self.jobs.batcher if self.jobs is not None else None
+        if planner is not None:
+            # READY means full plans: the planner's worker warms up while devices connect.
+            firsts.append(asyncio.ensure_future(planner.ready()))
         if firsts:
             _, pending = await asyncio.wait(firsts, timeout=STARTUP_WAIT_S)
             for fut in pending:
@@ -214,12 +221,16 @@ class Supervisor:
             _log.warning("started with devices down", connected=up, down=down)
         else:
             _log.info("started", devices=len(up))
+        if planner is not None and planner.state == "starting":
+            _log.warning("planner worker not warm yet: quick numpy-only plans until it is")
         self._notifier.ready(self._status())
 
     def _status(self) -> str:
         up = sum(1 for p in self.pollers if p.connected)
         broker = "broker connected" if self.mqtt and self.mqtt.connected else "broker down"
-        return f"{up}/{len(self.pollers)} devices connected, {broker}"
+        planner = self.jobs.batcher if self.jobs is not None else None
+        plans = f"planner {planner.state}, " if planner is not None else ""
+        return f"{plans}{up}/{len(self.pollers)} devices connected, {broker}"
 
     async def _fill(self, cmd: FillRequest, ctx: CommandContext) -> dict[str, Any]:
         return await apply_fill(FillCommand(tank=cmd.tank, action=cmd.action), self.tanks)

@@ -6,12 +6,15 @@ compiled kernels from the on-disk cache (compiling them once if the cache is col
 tiny problem, which takes about a second. Until then a plan is answered in the daemon process by
 the numpy-only search of `_cold` in a thread (its budget cut to `_cold.MAX_BUDGET_S`), marked
 `warm=False`, so a first request is answered within a fraction of a second of start-up; `ready()`
-waits for the worker (a daemon may await it before reporting READY). If the worker fails to warm
-up, every plan takes the numpy-only path and the failure is logged once.
+waits for the worker (the daemon awaits it, bounded, before reporting READY). If the worker fails
+to warm up, every plan takes the numpy-only path and the failure is logged once; `state` says
+which of `starting`, `warm` or `failed` the worker is in.
 
 Plans queue: the worker solves one at a time. Cancelling an awaiting `plan` call does not stop a
 plan already running in the worker; it ends at its budget and its result is dropped. The worker
-runs at a lower CPU priority (`WORKER_NICENESS`) than the daemon.
+runs at a lower CPU priority (`WORKER_NICENESS`) than the daemon. Leaving the context ends the
+worker process at once, even mid-plan or mid-warm-up (a cold numba cache compiles for many
+seconds), so that a daemon's stop stays bounded.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Literal, Self, TypeVar
 
 import structlog
 
@@ -87,6 +90,23 @@ def _cold(solve: Callable[..., _T], *args: object) -> _T:
     return result.model_copy(update={"warm": False})
 
 
+def _end_processes(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker process, busy or not: plans are disposable, a stop is not.
+
+    `ProcessPoolExecutor.shutdown` waits for a running call (a plan, or a warm-up compiling a
+    cold numba cache for many seconds); Python 3.14 adds `terminate_workers` for this, before it
+    the processes are only reachable through the pool's `_processes`.
+    """
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        if process.is_alive():
+            process.terminate()
+
+
 class PlannerWorker:
     """Async context manager owning the planner's worker process.
 
@@ -111,6 +131,14 @@ class PlannerWorker:
     def warm(self) -> bool:
         """True once the worker process is ready: plans then get the full numba search."""
         return self._warm.is_set() and self._failed is None
+
+    @property
+    def state(self) -> Literal["starting", "warm", "failed"]:
+        """`starting` until the worker is warm (quick numpy-only plans meanwhile), then `warm`;
+        `failed` if it could not start (every plan is then numpy-only)."""
+        if not self._warm.is_set():
+            return "starting"
+        return "warm" if self._failed is None else "failed"
 
     async def ready(self) -> bool:
         """Wait until the worker has warmed up (or failed to); returns `warm`."""
@@ -144,6 +172,9 @@ class PlannerWorker:
         began = asyncio.get_running_loop().time()
         try:
             self.pid = await asyncio.get_running_loop().run_in_executor(pool, _warm_up)
+        except asyncio.CancelledError as exc:
+            self._failed = exc  # leaving the context before warm: not logged as a failure
+            raise
         except Exception as exc:  # any failure: plans fall back to numpy-only, logged once
             self._failed = exc
             _log.error("planner worker failed to start: numpy-only plans", error=repr(exc))
@@ -156,6 +187,7 @@ class PlannerWorker:
     async def _shutdown(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
+            _end_processes(pool)
             # shutdown(wait=True) joins the process: do it off the loop so alarms keep flowing.
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
