@@ -202,7 +202,7 @@ class FreshnessDetector(Detector):
         return [name for name, t in self.last_seen.items() if now - t >= self.after_s]
 
     def _oldest(self) -> float:
-        return min(self.last_reading, *self.last_seen.values())
+        return min((self.last_reading, *self.last_seen.values()))
 
     def tick(self, now: float) -> None:
         self._active = not self.failing and now - self._oldest() >= self.after_s

@@ -275,3 +275,15 @@ def test_a_probe_without_config_watches_a_minus_80_freezer(tmp_path: Path) -> No
     # Polled every 10 s: stale after ten intervals plus the read budget (0.5 s x 2 tries).
     assert points["p1.stale"].limit == pytest.approx(101.0)
     assert {"p1.comm_loss", "p1.stale"} <= set(points)
+
+
+def test_a_device_whose_alarms_watch_no_value_is_stale_without_readings() -> None:
+    from controllerd.alarms._detect import FreshnessDetector
+
+    detector = FreshnessDetector(after_s=5.0, watched=(), now=0.0)  # a tube picker: no rules
+    assert detector.deadline() == 5.0
+    detector.reading({"x_mm": 1.0}, {}, 4.0)
+    detector.tick(8.9)
+    assert not detector.active and detector.deadline() == 9.0
+    detector.tick(9.0)
+    assert detector.active and detector.missing(9.0) == []
