@@ -4,11 +4,12 @@ Route first, cluster second: a closed tour through the output rack and all tubes
 route search), then an exact split of that sequence into loads of at most C consecutive tubes by
 dynamic programming (Prins' split), trying both directions of the tour. The split is optimal for
 the given sequence; the sequence itself is a heuristic (capacitated routing is not re-optimised
-across loads).
+across loads), except for up to `EXACT_MAX_TUBES` tubes, where every order is split (optimal).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -17,6 +18,9 @@ from numpy.typing import NDArray
 from controllerd.planner._model import CarrierProblem, Plan
 from controllerd.planner._motion import GantryMotion, move_time_s, time_matrix_ticks
 from controllerd.planner._search import search_tour
+
+EXACT_MAX_TUBES = 6
+"""Up to this many tubes every visiting order is split (6! = 720 orders): the plan is optimal."""
 
 
 def split_loads(
@@ -80,6 +84,12 @@ def solve_carrier(
         )
         iterations = result.iterations
         sequence = [int(v) - 1 for v in result.tour[1:]]
+        # Few tubes: every order is split, so the plan is optimal; else the tour both ways.
+        sequences = (
+            [list(p) for p in itertools.permutations(range(n))]
+            if n <= EXACT_MAX_TUBES
+            else [sequence, sequence[::-1]]
+        )
         options = [
             split_loads(
                 seq,
@@ -89,7 +99,7 @@ def solve_carrier(
                 capacity=problem.capacity,
                 motion=motion,
             )
-            for seq in (sequence, sequence[::-1])
+            for seq in sequences
         ]
         loads, moves = min(options, key=lambda option: option[1])
         moves += back_s

@@ -56,6 +56,10 @@ _EPS_S = 1e-9
 _PICK_EXACT_MAX_NODES = 6  # 5! orders; above, local search and a few kicks are as good and faster
 
 
+_SPLIT_ODDS = 10
+"""One perturbation in ten splits a visit (the rack is fetched once more), one merges two."""
+
+
 def _pick_iterations(n: int) -> int:
     return min(2 * n, 60)
 
@@ -100,6 +104,7 @@ class _Job:
     picks: dict[tuple[int, ...], tuple[float, list[int]]] = field(default_factory=dict)
     batches: dict[tuple[int, tuple[int, ...]], _BatchTimes] = field(default_factory=dict)
     visits: list[_Visit] = field(default_factory=list)
+    _visit_ids: dict[tuple[int, tuple[int, ...]], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         p = self.problem
@@ -108,6 +113,20 @@ class _Job:
         self.slots = np.asarray(p.station.slots, dtype=np.float64)
         self.start = np.asarray(p.start, dtype=np.float64)
         self.places = [rack.place() for rack in p.racks]
+
+    def set_visits(self, visits: list[_Visit]) -> None:
+        self.visits = visits
+        self._visit_ids = {(v.rack, tuple(sorted(v.tubes))): i for i, v in enumerate(visits)}
+
+    def visit_id(self, rack: int, tubes: Sequence[int]) -> int:
+        """The id of the visit picking `tubes` from `rack` (added if new; ids never change, so
+        the caches keyed by them stay valid)."""
+        key = (rack, tuple(sorted(tubes)))
+        vid = self._visit_ids.get(key)
+        if vid is None:
+            vid = self._visit_ids[key] = len(self.visits)
+            self.visits.append(_Visit(rack=rack, tubes=key[1]))
+        return vid
 
     def pick_cost_s(self, order: Sequence[int], slot_of: dict[int, int]) -> float:
         """Gantry time of one batch: home → source → destination → … → home, plus handling."""
@@ -254,8 +273,45 @@ def _split(job: _Job, seq: list[int]) -> tuple[float, list[tuple[int, int]]]:
     return best[m], cuts
 
 
-def _perturb(seq: list[int], rng: random.Random) -> list[int]:
+def _split_visit(job: _Job, seq: list[int], rng: random.Random) -> list[int] | None:
+    """Cut one visit's tubes (in its own best pick order) in two; the second part becomes a
+    visit of its own at a random place: the rack will be fetched once more."""
+    splittable = [i for i, v in enumerate(seq) if len(job.visits[v].tubes) > 1]
+    if not splittable:
+        return None
+    i = rng.choice(splittable)
+    rack = job.visits[seq[i]].rack
+    _, order = job.pick((seq[i],))
+    cut = 1 + rng.randrange(len(order) - 1)
+    out = [*seq[:i], job.visit_id(rack, order[:cut]), *seq[i + 1 :]]
+    out.insert(rng.randrange(len(out) + 1), job.visit_id(rack, order[cut:]))
+    return out
+
+
+def _merge_visits(job: _Job, seq: list[int], rng: random.Random) -> list[int] | None:
+    """Join two visits of the same rack into one (at the first one's place)."""
+    places: dict[int, list[int]] = {}
+    for i, v in enumerate(seq):
+        places.setdefault(job.visits[v].rack, []).append(i)
+    twice = sorted(rack for rack, at in places.items() if len(at) > 1)
+    if not twice:
+        return None
+    rack = rng.choice(twice)
+    i, j = sorted(rng.sample(places[rack], 2))
+    tubes = job.visits[seq[i]].tubes + job.visits[seq[j]].tubes
+    out = list(seq)
+    out[i] = job.visit_id(rack, tubes)
+    del out[j]
+    return out
+
+
+def _perturb(job: _Job, seq: list[int], rng: random.Random) -> list[int]:
     m = len(seq)
+    kind = 0 if m < 2 else rng.randrange(_SPLIT_ODDS)
+    if kind < 2:
+        changed = (_split_visit if kind == 0 else _merge_visits)(job, seq, rng)
+        if changed is not None or m < 2:
+            return changed or seq
     out = list(seq)
     move = rng.randrange(3)
     if move == 0:
@@ -294,7 +350,7 @@ def solve_rack_batches(
     began = time.perf_counter()
     deadline = began + budget_s
     job = _Job(problem)
-    job.visits = _make_visits(job)
+    job.set_visits(_make_visits(job))
     iterations = 0
     cuts: list[tuple[int, int]] = []
     seq: list[int] = []
@@ -304,8 +360,10 @@ def solve_rack_batches(
         cost, cuts, seq = min(options, key=lambda option: option[0])
         rng = random.Random(seed)
         cap = max_iterations if max_iterations is not None else 2**62
-        while len(seq) > 1 and iterations < cap and time.perf_counter() < deadline:
-            candidate = _perturb(seq, rng)
+        while iterations < cap and time.perf_counter() < deadline:
+            if len(seq) == 1 and len(job.visits[seq[0]].tubes) == 1:
+                break  # one tube: nothing to reorder or split
+            candidate = _perturb(job, seq, rng)
             c_cost, c_cuts = _split(job, candidate)
             iterations += 1
             if c_cost <= cost:

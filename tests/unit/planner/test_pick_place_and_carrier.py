@@ -69,3 +69,29 @@ def test_random_pick_place_is_valid(n: int, closed: bool, seed: int) -> None:
     result = plan(problem, budget_ms=1000, seed=seed, max_iterations=30)
     assert sorted(result.order) == list(range(n))
     assert result.cost_s == pytest.approx(pick_place_cost(problem, result.order), rel=1e-9)
+
+
+def _loads(order: tuple[int, ...], capacity: int) -> list[list[list[int]]]:
+    """Every cut of `order` into consecutive loads of at most `capacity` tubes."""
+    if not order:
+        return [[]]
+    return [
+        [list(order[:size]), *rest]
+        for size in range(1, min(capacity, len(order)) + 1)
+        for rest in _loads(order[size:], capacity)
+    ]
+
+
+@pytest.mark.parametrize(("n", "capacity"), [(1, 1), (3, 1), (4, 2), (5, 2), (5, 3), (5, 4)])
+def test_tiny_carrier_matches_brute_force(n: int, capacity: int) -> None:
+    """Every order of the tubes, every cut into loads: the plan is the best of them."""
+    problem = carrier(n, seed=10 * n + capacity, capacity=capacity)
+    result = plan(problem, budget_ms=100, seed=0)
+    best = min(
+        carrier_cost(problem, trips)
+        for order in itertools.permutations(range(n))
+        for trips in _loads(order, capacity)
+    )
+    assert result.trips is not None
+    assert result.cost_s == pytest.approx(carrier_cost(problem, result.trips), rel=1e-12)
+    assert result.cost_s == pytest.approx(best, rel=1e-12)
