@@ -141,7 +141,12 @@ class DevicePoller:
         faults = reading.faults
         quality: Quality = "bad" if faults else "uncertain" if stale else "good"
         payload = telemetry_json(
-            ts=_timestamps.now(), values=reading.values, quality=quality, faults=faults, stale=stale
+            ts=_timestamps.now(),
+            values=reading.values,
+            quality=quality,
+            faults=faults,
+            stale=stale,
+            texts=reading.texts,
         )
         await self._mqtt.publish(self._telemetry_topic, payload)
         if self._alarms is not None:

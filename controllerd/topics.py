@@ -111,6 +111,8 @@ class TelemetryPayload(_Payload):
     #: values unchanged for longer than their stale_after_s (a frozen sensor)
     stale: list[str] = []
     error: str | None = None
+    #: value name -> the device's own words on it (a tube store's fault text for `state_code`)
+    texts: dict[str, str] = {}
 
     def to_json(self) -> bytes:
         return telemetry_json(
@@ -120,6 +122,7 @@ class TelemetryPayload(_Payload):
             faults=self.faults,
             stale=self.stale,
             error=self.error,
+            texts=self.texts,
         )
 
 
@@ -134,6 +137,7 @@ def telemetry_json(
     faults: Mapping[str, str] | None = None,
     stale: Sequence[str] | None = None,
     error: str | None = None,
+    texts: Mapping[str, str] | None = None,
 ) -> bytes:
     """The `TelemetryPayload` JSON without building the model: the poller sends one every poll.
 
@@ -153,6 +157,8 @@ def telemetry_json(
         body += ',"stale":' + _COMPACT.encode(list(stale))
     if error is not None:
         body += ',"error":' + _quote(error)
+    if texts:
+        body += ',"texts":' + _COMPACT.encode(dict(texts))
     return (body + "}").encode()
 
 

@@ -14,6 +14,9 @@ class Reading:
     values: Mapping[str, float]
     #: value name -> why it has no valid reading (a sensor's open-circuit code, …)
     faults: Mapping[str, str] = field(default_factory=dict)
+    #: value name -> the device's own words on that value's state (a tube store's fault text
+    #: beside its `state_code`); a value with nothing to say is absent
+    texts: Mapping[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -4,5 +4,6 @@ See docs/store-opcua.md for the model; `drivers.opcua_model` holds its names and
 """
 
 from drivers.opcua._driver import ConnectListener, OpcUaStoreDriver
+from drivers.opcua._errors import SecurityRefused, translate
 
-__all__ = ["ConnectListener", "OpcUaStoreDriver"]
+__all__ = ["ConnectListener", "OpcUaStoreDriver", "SecurityRefused", "translate"]

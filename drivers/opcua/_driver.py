@@ -28,7 +28,7 @@ from drivers._errors import (
     NotConnected,
 )
 from drivers._interface import Reading
-from drivers.opcua._errors import status_name, translate
+from drivers.opcua._errors import SecurityRefused, status_name, translate
 from drivers.opcua._session import StoreSession, open_session
 from drivers.opcua_model import Inventory, OpcUaConfig, OperationResult, names
 
@@ -47,9 +47,13 @@ class OpcUaStoreDriver:
         self._log = _log.bind(device=device_id, url=config.url)
         self._backoff = Backoff(initial_s=config.reconnect_initial_s, max_s=config.reconnect_max_s)
         self._session: StoreSession | None = None
+        #: the new session while connect listeners run, before it is up
+        self._connecting: StoreSession | None = None
         self._changed = asyncio.Condition()
         self._next_attempt = 0.0
         self._error: str | None = None
+        #: the last attempt's failure (None once a session is up)
+        self._failure: DriverError | None = None
         self._listeners: list[ConnectListener] = []
         self._operation_lock = asyncio.Lock()
         self._tasks: asyncio.TaskGroup | None = None
@@ -66,7 +70,9 @@ class OpcUaStoreDriver:
         return self._session is not None
 
     def add_connect_listener(self, listener: ConnectListener) -> None:
-        """Run `listener(driver)` after every (re)connect (e.g. to reload the inventory)."""
+        """Run `listener(driver)` after every (re)connect, before the session counts as up:
+        it may call `inventory()` (to reload the specimen map); a DriverError it raises ends
+        the session (the driver retries)."""
         self._listeners.append(listener)
 
     # ------------------------------------------------------------------ lifecycle
@@ -89,20 +95,30 @@ class OpcUaStoreDriver:
             await tasks.__aexit__(None, None, None)
 
     async def connect(self) -> None:
-        """Wait up to `timeout_s` for the session; ConnectFailed naming the last error if not."""
+        """Wait up to `timeout_s` for the session; ConnectFailed naming the last error if not
+        (caused by that error), at once when the server refused who we are (SecurityRefused:
+        retrying with the same certificate or password will not help)."""
         if self._runner is None:
             raise ConnectFailed(
                 "the driver is not running (use it as an async context manager)",
                 device=self._device_id,
                 operation="connect",
             )
+
+        def settled() -> bool:
+            return self._session is not None or isinstance(self._failure, SecurityRefused)
+
         try:
             async with asyncio.timeout(self._config.timeout_s), self._changed:
-                await self._changed.wait_for(lambda: self._session is not None)
+                await self._changed.wait_for(settled)
         except TimeoutError as exc:
             raise ConnectFailed(
                 self._error or "no session yet", device=self._device_id, operation="connect"
-            ) from exc
+            ) from (self._failure or exc)
+        if self._session is None and self._failure is not None:
+            raise SecurityRefused(
+                self._failure.message, device=self._device_id, operation="connect"
+            ) from self._failure
 
     async def close(self) -> None:
         """Stop the session task and disconnect (safe to call twice)."""
@@ -130,9 +146,10 @@ class OpcUaStoreDriver:
             await asyncio.sleep(delay)
 
     async def _notify(self, listener: ConnectListener, session: StoreSession) -> None:
-        # Listeners use the session before the driver reports it up (the inventory is loaded
-        # before anyone is told the store is there); their own failures cost them, not the link.
-        self._session = session
+        # Listeners read the inventory before the driver reports the session up (the map is
+        # loaded before anyone is told the store is there: `connected`, `read()` and the
+        # methods wait); their own failures cost them, not the link.
+        self._connecting = session
         try:
             await listener(self)
         except DriverError:
@@ -140,7 +157,7 @@ class OpcUaStoreDriver:
         except Exception:
             self._log.exception("connect listener failed")
         finally:
-            self._session = None
+            self._connecting = None
 
     async def _up(self, session: StoreSession) -> None:
         self.sessions += 1
@@ -150,6 +167,7 @@ class OpcUaStoreDriver:
             self._log.info("store session up")
         self._backoff.reset()
         self._error = None
+        self._failure = None
         async with self._changed:
             self._session = session
             self._changed.notify_all()
@@ -158,6 +176,7 @@ class OpcUaStoreDriver:
         was_up = self._session is not None
         async with self._changed:
             self._session = None
+            self._failure = error
             self._changed.notify_all()
         message = error.message
         if was_up or self._backoff.failures == 0:
@@ -168,6 +187,8 @@ class OpcUaStoreDriver:
 
     def _require(self, operation: str) -> StoreSession:
         session = self._session
+        if session is None and operation == "inventory":
+            session = self._connecting
         if session is None:
             wait = max(self._next_attempt - time.monotonic(), 0.0)
             raise NotConnected(
@@ -181,14 +202,16 @@ class OpcUaStoreDriver:
     # ------------------------------------------------------------------ Driver protocol
 
     async def read(self) -> Reading:
-        """The latest subscribed values (no round trip); NotConnected while the session is down."""
+        """The latest subscribed values (no round trip); NotConnected while the session is down.
+        The store's fault text, while it has one, is the text of `state_code`."""
         session = self._require("read")
         values: dict[str, float] = {}
         for name, path in names.TELEMETRY_PATHS.items():
             raw = session.values.get(path)
             if raw is not None:
                 values[name] = float(raw)
-        return Reading(values=values)
+        fault = session.values.get(names.FAULT_TEXT)
+        return Reading(values=values, texts={"state_code": str(fault)} if fault else {})
 
     async def write(self, name: str, value: float) -> None:
         raise InvalidRequest(
@@ -317,7 +340,8 @@ class OpcUaStoreDriver:
         session = self._session
         if session is None:
             return "", ""
+        state = session.values.get(names.STATE)
         return (
-            str(session.values.get(names.STATE, "")),
+            str(getattr(state, "Text", state) or ""),
             str(session.values.get(names.FAULT_TEXT, "")),
         )

@@ -50,14 +50,14 @@ _OPERATION_PATHS: tuple[Path, ...] = (
     names.OP_DURATION_S,
     names.OP_MESSAGE,
 )
-_METHODS = (names.RETRIEVE_RACK, names.STORE_RACK, names.SCAN_RACK, names.RESET)
 _RESOLVED: tuple[Path, ...] = (
     *WATCHED,
     *_OPERATION_PATHS[1:],
     names.OP_LAST_REJECTION,
     (names.PICK_STATION,),
     (names.RACKS,),
-    *((method,) for method in _METHODS),
+    names.RACK_ROBOT,
+    *(names.method_path(method) for method in names.METHODS),
 )
 
 
@@ -185,8 +185,10 @@ class StoreSession:
         )
 
     async def call(self, method: str, *args: Any) -> list[Any]:
-        """Call a store method; its output arguments (UaStatusCodeError when refused)."""
-        result = await self.store.call_method(self.nodes[(method,)].nodeid, *args)
+        """Call a method of the rack robot; its output arguments (UaStatusCodeError when
+        refused)."""
+        robot = self.nodes[names.RACK_ROBOT]
+        result = await robot.call_method(self.nodes[names.method_path(method)].nodeid, *args)
         if result is None:
             return []
         return list(result) if isinstance(result, list) else [result]

@@ -14,25 +14,47 @@ from enum import IntEnum
 #: The namespace every node of the model lives in.
 NAMESPACE_URI = "urn:controllerd:biobank:tube-store"
 
-#: Browse name of the store object under Objects.
+#: Browse name of the store object (the device) under Objects.
 STORE = "TubeStore"
 
-# Browse paths below the store object (one tuple element per browse name).
-STATE = ("State",)
-STATE_CODE = ("StateCode",)
-FAULT_CODE = ("FaultCode",)
-FAULT_TEXT = ("FaultText",)
-DOOR_OPEN = ("Door", "IsOpen")
-CHAMBER_TEMPERATURE = ("Chamber", "Temperature")
-PICK_CHAMBER_TEMPERATURE = ("PickChamber", "Temperature")
-OPERATION = "Operation"
-OP_COMPLETED_ID = (OPERATION, "CompletedId")
-OP_METHOD = (OPERATION, "Method")
-OP_RESULT = (OPERATION, "Result")
-OP_RESULT_CODE = (OPERATION, "ResultCode")
-OP_DURATION_S = (OPERATION, "DurationS")
-OP_MESSAGE = (OPERATION, "Message")
-OP_LAST_REJECTION = (OPERATION, "LastRejection")
+# Browse paths below the store object (one tuple element per browse name). The layout follows
+# the OPC UA LADS companion specification where that is cheap: a device state machine with a
+# `CurrentState`, functional units in `FunctionalUnitSet`, each with its functions in a
+# `FunctionSet` (sensors with a `SensorValue`, the door as a cover with a `CoverState` state
+# machine). Every name lives in NAMESPACE_URI, LADS's own names included (docs/store-opcua.md).
+STATE_MACHINE = "StateMachine"
+CURRENT_STATE = "CurrentState"
+#: The state number, a property of every `CurrentState` (OPC UA Part 16 `StateVariableType`).
+STATE_NUMBER = "Number"
+STATE = (STATE_MACHINE, CURRENT_STATE)
+STATE_CODE = (STATE_MACHINE, CURRENT_STATE, STATE_NUMBER)
+FAULT_CODE = (STATE_MACHINE, "FaultCode")
+FAULT_TEXT = (STATE_MACHINE, "FaultText")
+
+FUNCTIONAL_UNITS = "FunctionalUnitSet"
+FUNCTIONS = "FunctionSet"
+STORAGE_CHAMBER = (FUNCTIONAL_UNITS, "StorageChamber")
+PICK_CHAMBER = (FUNCTIONAL_UNITS, "PickChamber")
+RACK_ROBOT = (FUNCTIONAL_UNITS, "RackRobot")
+SENSOR_VALUE = "SensorValue"
+#: The EUInformation property of a sensor value (UNECE code `CEL` for °C).
+ENGINEERING_UNITS = "EngineeringUnits"
+CHAMBER_TEMPERATURE = (*STORAGE_CHAMBER, FUNCTIONS, "Temperature", SENSOR_VALUE)
+PICK_CHAMBER_TEMPERATURE = (*PICK_CHAMBER, FUNCTIONS, "Temperature", SENSOR_VALUE)
+#: The maintenance door into the pick chamber, a LADS cover function.
+DOOR = (*PICK_CHAMBER, FUNCTIONS, "Door")
+DOOR_STATE = (*DOOR, "CoverState", CURRENT_STATE)
+DOOR_STATE_CODE = (*DOOR_STATE, STATE_NUMBER)
+
+OPERATION = (*RACK_ROBOT, "Operation")
+OP_COMPLETED_ID = (*OPERATION, "CompletedId")
+OP_METHOD = (*OPERATION, "Method")
+OP_RESULT = (*OPERATION, "Result")
+OP_RESULT_CODE = (*OPERATION, "ResultCode")
+OP_DURATION_S = (*OPERATION, "DurationS")
+OP_MESSAGE = (*OPERATION, "Message")
+OP_LAST_REJECTION = (*OPERATION, "LastRejection")
+
 PICK_STATION = "PickStation"
 RACKS = "Racks"
 #: Children of each port object under PickStation.
@@ -43,11 +65,18 @@ RACK_SHELF = "Shelf"
 RACK_LOCATION = "Location"
 RACK_TUBES = "Tubes"
 
-# Methods of the store object.
+# Methods of the rack robot (`RACK_ROBOT`): call them on that object.
 RETRIEVE_RACK = "RetrieveRack"
 STORE_RACK = "StoreRack"
 SCAN_RACK = "ScanRack"
 RESET = "Reset"
+METHODS = (RETRIEVE_RACK, STORE_RACK, SCAN_RACK, RESET)
+
+
+def method_path(method: str) -> tuple[str, ...]:
+    """The browse path of one of `METHODS` below the store object."""
+    return (*RACK_ROBOT, method)
+
 
 #: The port that holds the output rack: racks are never retrieved into it.
 OUTPUT_PORT = "OUT"
@@ -59,12 +88,23 @@ POSITIONS: tuple[str, ...] = tuple(f"{row}{col}" for row in ROWS for col in rang
 
 
 class StoreState(IntEnum):
-    """The device state machine (`StateCode`); `State` holds the name."""
+    """The device state machine: `CurrentState/Number`; `CurrentState` holds the name."""
 
     IDLE = 0
     BUSY = 1
     FAULTED = 2
     MAINTENANCE = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.capitalize()
+
+
+class DoorState(IntEnum):
+    """The door's `CoverState` (`Number`); `CurrentState` holds the name (LADS cover states)."""
+
+    CLOSED = 0
+    OPENED = 1
 
     @property
     def label(self) -> str:
@@ -83,7 +123,7 @@ TELEMETRY_PATHS: Mapping[str, tuple[str, ...]] = {
     "chamber_temperature_c": CHAMBER_TEMPERATURE,
     "pick_chamber_temperature_c": PICK_CHAMBER_TEMPERATURE,
     "state_code": STATE_CODE,
-    "door_open": DOOR_OPEN,
+    "door_open": DOOR_STATE_CODE,
     "fault_code": FAULT_CODE,
 }
 

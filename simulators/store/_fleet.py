@@ -14,6 +14,12 @@ from simulators._station import PickStation
 from simulators.store._server import SimulatedStore
 
 
+def store_rng(seed: int, device_id: str) -> random.Random:
+    """The random generator a store of the room is seeded with (its hotel first, then its
+    sensor noise): seeded by name, so adding a device does not change the others' draws."""
+    return random.Random(f"{seed}:{device_id}")
+
+
 class StoreFleet(Fleet[SimulatedStore]):
     """Every `tube_store` with a simulation block; all share the room's pick station."""
 
@@ -36,8 +42,7 @@ class StoreFleet(Fleet[SimulatedStore]):
                 config=dev,
                 station=station,
                 ambient_c=section.ambient_c,
-                # Seeded by name, so adding a device does not change the others' draws.
-                rng=random.Random(f"{section.seed}:{dev.id}"),
+                rng=store_rng(section.seed, dev.id),
                 now=now,
                 base_dir=config_dir,
             )

@@ -4,9 +4,12 @@ docs/store-opcua.md, mirroring a `StoreModel` stepped on the room's simulated cl
 Methods validate at once and answer with an operation id; the robot then works on the
 simulated clock, and the `Operation` variables report how it ended. Server faults:
 `disconnect` stops the server until cleared (the store itself goes on working), `restart`
-stops it and starts a fresh one on the same port (subscriptions are lost, clients must
-re-create them). Not modelled: several sessions' contention, the LADS type hierarchy (plain
-objects and variables carry the same names), events, history, diagnostics.
+stops it and starts it again on the same port (sessions and subscriptions are lost, clients
+must re-create them; the address space is built once, as a store's firmware would rebuild the
+same model), `hang` holds method calls unanswered (a hung controller) and, once cleared, refuses
+the held calls with `BadTimeout` without running them. Not modelled: several sessions'
+contention, the LADS and DI type hierarchy (plain objects and folders carry LADS's names, all in
+the store's namespace), events, history, diagnostics.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from controllerd.config import TubeStoreConfig
 from controllerd.sim_config import StoreSecuritySimulation
-from drivers.opcua_model import NAMESPACE_URI, tubes_to_array
+from drivers.opcua_model import NAMESPACE_URI, DoorState, tubes_to_array
 from drivers.opcua_model import names as model
 from simulators._errors import FaultError, SimulatorError
 from simulators._station import PickStation
@@ -44,14 +47,25 @@ _log = structlog.get_logger("simulators.store")
 STEP_S = 0.1
 #: Real seconds between two syncs of the model into the address space.
 TICK_S = 0.05
-STORE_FAULTS = (*MODEL_FAULTS, "disconnect", "restart")
+STORE_FAULTS = (*MODEL_FAULTS, "disconnect", "restart", "hang")
 
 _String = ua.VariantType.String
 _Int32 = ua.VariantType.Int32
 _UInt16 = ua.VariantType.UInt16
 _UInt32 = ua.VariantType.UInt32
 _Double = ua.VariantType.Double
-_Boolean = ua.VariantType.Boolean
+_LocalizedText = ua.VariantType.LocalizedText
+_EUInformation = ua.VariantType.ExtensionObject
+
+#: Objects of the model that are folders (they only organise their children, as in LADS).
+_FOLDERS = frozenset({model.FUNCTIONAL_UNITS, model.FUNCTIONS, model.PICK_STATION, model.RACKS})
+#: degree Celsius in the UNECE table (OPC UA Part 8, EUInformation)
+_CELSIUS = ua.EUInformation(
+    NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact",
+    UnitId=4408652,
+    DisplayName=ua.LocalizedText("°C"),
+    Description=ua.LocalizedText("degree Celsius"),
+)
 
 
 def _argument(name: str, type_id: int, description: str) -> ua.Argument:
@@ -120,11 +134,16 @@ class SimulatedStore:
         self._now = now
         self._base_dir = base_dir
         self._server: Server | None = None
+        self._serving = False
         self._nodes: dict[tuple[str, ...], Node] = {}
+        self._objects: dict[tuple[str, ...], Node] = {}
         self._written: dict[tuple[str, ...], Any] = {}
         self._faults: set[str] = set()
         self._stepped_s = 0.0
         self._lock = asyncio.Lock()
+        #: set while method calls are answered; `hang` swaps in an unset one that holds them
+        self._answering = asyncio.Event()
+        self._answering.set()
         self._tasks: asyncio.TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
         self.restarts = 0
@@ -143,7 +162,12 @@ class SimulatedStore:
 
     @property
     def serving(self) -> bool:
-        return self._server is not None
+        return self._serving
+
+    @property
+    def stepped_s(self) -> float:
+        """The simulated time the model has been stepped to."""
+        return self._stepped_s
 
     def check_fault(self, fault: str) -> None:
         """Raise FaultError when a tube store cannot have `fault`."""
@@ -157,6 +181,7 @@ class SimulatedStore:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Self:
+        self._server = await self._build_server()
         await self._start_server()
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
@@ -174,7 +199,9 @@ class SimulatedStore:
         tasks, self._tasks, self._runner = self._tasks, None, None
         if tasks is not None:
             await tasks.__aexit__(None, None, None)
+        self._faults.discard("hang")
         await self._stop_server()
+        self._server = None
 
     async def _run(self) -> None:
         while True:
@@ -216,10 +243,18 @@ class SimulatedStore:
                     await self._start_server()
                 else:
                     await self._stop_server()
+            elif fault == "hang":
+                self._release_held_calls()
             else:
                 self.model.set_fault(fault, not clear)
                 await self._sync()
             return True
+
+    def _release_held_calls(self) -> None:
+        """Answer every held method call (refused); hold new ones while `hang` is on."""
+        self._answering.set()
+        if "hang" in self._faults:
+            self._answering = asyncio.Event()
 
     def state(self) -> dict[str, Any]:
         """What the control endpoint's `status` reports for this store."""
@@ -270,7 +305,9 @@ class SimulatedStore:
             server.iserver.user_manager = _PasswordUsers(security.username, password)  # type: ignore[assignment]
             server.set_identity_tokens([ua.UserNameIdentityToken])
 
-    async def _start_server(self) -> None:
+    async def _build_server(self) -> Server:
+        """The server with its address space, not yet listening (building it takes seconds of
+        CPU: asyncua loads the whole standard address space; restarts reuse it)."""
         server = Server()
         await server.init()
         server.set_endpoint(self.url)
@@ -281,90 +318,136 @@ class SimulatedStore:
         else:
             await self._configure_security(server, security)
         await self._build(server)
+        return server
+
+    async def _start_server(self) -> None:
+        server = self._server
+        assert server is not None
+        # asyncua derives its endpoints and channel policies at every start and appends them;
+        # a restarted server must offer each once.
+        server.iserver.endpoints.clear()
+        server._policies.clear()
         try:
             await server.start()
         except OSError as exc:
             raise SimulatorError(f"{self.id}: cannot serve {self.url}: {exc.strerror}") from exc
-        self._server = server
+        self._serving = True
         _log.info("store serving", device=self.id, url=self.url)
 
     async def _stop_server(self) -> None:
-        server, self._server = self._server, None
-        self._nodes.clear()
-        self._written.clear()
-        if server is not None:
-            # asyncua keeps the sessions of vanished clients (for their reconnect) with their
-            # timeout and publishing tasks; a stopped server must not leave them running.
-            sessions = list(getattr(server.iserver, "_external_sessions", {}).values())
-            for session in sessions:
-                with contextlib.suppress(Exception):
-                    await session.close_session(True)
+        server = self._server
+        if server is None or not self._serving:
+            return
+        self._serving = False
+        # Held calls are answered before their connections go (their tasks must end).
+        self._release_held_calls()
+        # asyncua keeps the sessions of vanished clients (for their reconnect) with their
+        # timeout and publishing tasks; a stopped server must not leave them running.
+        sessions = list(getattr(server.iserver, "_external_sessions", {}).values())
+        for session in sessions:
             with contextlib.suppress(Exception):
-                await server.stop()
-            _log.info("store server stopped", device=self.id)
+                await session.close_session(True)
+        with contextlib.suppress(Exception):
+            await server.stop()
+        _log.info("store server stopped", device=self.id)
 
     async def _build(self, server: Server) -> None:
         idx = await server.register_namespace(NAMESPACE_URI)
         store = await server.nodes.objects.add_object(idx, model.STORE)
-        folders: dict[str, Node] = {}
+        objects = self._objects
+        objects[()] = store
+
+        async def parent_of(path: tuple[str, ...]) -> Node:
+            for depth in range(1, len(path)):
+                key = path[:depth]
+                if key not in objects:
+                    above, name = objects[key[:-1]], key[-1]
+                    objects[key] = await (
+                        above.add_folder(idx, name)
+                        if name in _FOLDERS
+                        else above.add_object(idx, name)
+                    )
+            return objects[path[:-1]]
 
         async def variable(path: tuple[str, ...], value: Any, vtype: ua.VariantType) -> None:
-            parent = store
-            for depth, name in enumerate(path[:-1]):
-                key = "/".join(path[: depth + 1])
-                if key not in folders:
-                    folders[key] = await parent.add_object(idx, name)
-                parent = folders[key]
-            self._nodes[path] = await parent.add_variable(idx, path[-1], value, vtype)
+            self._nodes[path] = await (await parent_of(path)).add_variable(
+                idx, path[-1], value, vtype
+            )
             self._written[path] = value
 
+        async def state(path: tuple[str, ...], label: str, number: int) -> None:
+            """A state variable: `CurrentState` (its name) with its `Number` property."""
+            await variable(path, ua.LocalizedText(label), _LocalizedText)
+            self._nodes[(*path, model.STATE_NUMBER)] = await self._nodes[path].add_property(
+                idx, model.STATE_NUMBER, number, _UInt32
+            )
+            self._written[(*path, model.STATE_NUMBER)] = number
+
+        async def sensor(path: tuple[str, ...], value: float) -> None:
+            await variable(path, value, _Double)
+            await self._nodes[path].add_property(
+                idx, model.ENGINEERING_UNITS, _CELSIUS, _EUInformation
+            )
+
         m = self.model
-        await variable(model.STATE, m.state.label, _String)
-        await variable(model.STATE_CODE, int(m.state), _Int32)
-        await variable(model.FAULT_CODE, int(m.fault_code), _Int32)
-        await variable(model.FAULT_TEXT, m.faulted_text, _String)
-        await variable(model.DOOR_OPEN, m.door_open, _Boolean)
-        await variable(model.CHAMBER_TEMPERATURE, round(m.chamber_reading_c, 2), _Double)
-        await variable(model.PICK_CHAMBER_TEMPERATURE, round(m.pick_chamber_reading_c, 2), _Double)
-        done = m.completed
-        await variable(model.OP_METHOD, done.method, _String)
-        await variable(model.OP_RESULT, done.status, _String)
-        await variable(model.OP_RESULT_CODE, _status_code(done.status), _UInt32)
-        await variable(model.OP_DURATION_S, done.duration_s, _Double)
-        await variable(model.OP_MESSAGE, done.message, _String)
-        await variable(model.OP_LAST_REJECTION, m.last_rejection, _String)
-        await variable(model.OP_COMPLETED_ID, done.op_id, _UInt32)
-        for port, rack in m.station.racks.items():
-            rack_id = rack.rack_id if rack else ""
-            await variable((model.PICK_STATION, port, model.PORT_RACK_ID), rack_id, _String)
+        values = self._values()
         for rack_id in m.racks:
             tower, shelf = m.home[rack_id]
             await variable((model.RACKS, rack_id, model.RACK_TOWER), tower, _UInt16)
             await variable((model.RACKS, rack_id, model.RACK_SHELF), shelf, _UInt16)
-            await variable(
-                (model.RACKS, rack_id, model.RACK_LOCATION), m.location[rack_id], _String
-            )
-            await variable(
-                (model.RACKS, rack_id, model.RACK_TUBES),
-                tubes_to_array(m.scanned[rack_id]),
-                _String,
-            )
-        await store.add_method(
+        for path, (value, vtype) in values.items():
+            if path in (model.STATE, model.DOOR_STATE):
+                number, _ = values[(*path, model.STATE_NUMBER)]
+                await state(path, value.Text, number)
+            elif path in (model.STATE_CODE, model.DOOR_STATE_CODE):
+                continue  # built with its state variable
+            elif path in (model.CHAMBER_TEMPERATURE, model.PICK_CHAMBER_TEMPERATURE):
+                await sensor(path, value)
+            else:
+                await variable(path, value, vtype)
+        robot = await parent_of(model.method_path(model.RETRIEVE_RACK))
+        await robot.add_method(
             idx, model.RETRIEVE_RACK, self._retrieve, [_RACK_ARG, _PORT_ARG], _OUTPUTS
         )
-        await store.add_method(idx, model.STORE_RACK, self._store, [_RACK_ARG], _OUTPUTS)
-        await store.add_method(idx, model.SCAN_RACK, self._scan, [_RACK_ARG], _OUTPUTS)
-        await store.add_method(idx, model.RESET, self._reset, [], [])
+        await robot.add_method(idx, model.STORE_RACK, self._store, [_RACK_ARG], _OUTPUTS)
+        await robot.add_method(idx, model.SCAN_RACK, self._scan, [_RACK_ARG], _OUTPUTS)
+        await robot.add_method(idx, model.RESET, self._reset, [], [])
+
+    async def drop(self, path: tuple[str, ...]) -> None:
+        """Remove a part of the served model (the node at `path` below the store object and
+        everything under it; `()` is the store object): a server that lacks part of the model,
+        for testing clients against one. The server restarts around it (sessions are lost, as
+        a store's firmware update would do); nothing brings the part back but a new simulator."""
+        server = self._server
+        below = [p for p in (*self._nodes, *self._objects) if p[: len(path)] == path]
+        node = self._nodes.get(path) or self._objects.get(path)
+        if server is None or node is None:
+            raise SimulatorError(f"{self.id}: the model has no node {'/'.join(path) or '(store)'}")
+        async with self._lock:
+            # Not while served: asyncua's delete of a monitored node leaves its data-change
+            # callbacks unawaited.
+            serving = self._serving
+            await self._stop_server()
+            await server.delete_nodes([node], recursive=True)
+            for gone in below:
+                self._nodes.pop(gone, None)
+                self._objects.pop(gone, None)
+            if serving:
+                await self._start_server()
 
     def _values(self) -> dict[tuple[str, ...], tuple[Any, ua.VariantType]]:
+        """Every variable that changes, in the order a sync writes them."""
         m = self.model
         done = m.completed
+        door = DoorState.OPENED if m.door_open else DoorState.CLOSED
         values: dict[tuple[str, ...], tuple[Any, ua.VariantType]] = {
-            model.STATE: (m.state.label, _String),
-            model.STATE_CODE: (int(m.state), _Int32),
-            model.FAULT_CODE: (int(m.fault_code), _Int32),
+            # The fault before the state: a client that sees Faulted already has the reason.
             model.FAULT_TEXT: (m.faulted_text, _String),
-            model.DOOR_OPEN: (m.door_open, _Boolean),
+            model.FAULT_CODE: (int(m.fault_code), _Int32),
+            model.STATE: (ua.LocalizedText(m.state.label), _LocalizedText),
+            model.STATE_CODE: (int(m.state), _UInt32),
+            model.DOOR_STATE: (ua.LocalizedText(door.label), _LocalizedText),
+            model.DOOR_STATE_CODE: (int(door), _UInt32),
             model.CHAMBER_TEMPERATURE: (round(m.chamber_reading_c, 2), _Double),
             model.PICK_CHAMBER_TEMPERATURE: (round(m.pick_chamber_reading_c, 2), _Double),
             model.OP_METHOD: (done.method, _String),
@@ -390,7 +473,8 @@ class SimulatedStore:
         return values
 
     async def _sync(self) -> None:
-        """Write every value that changed since the last sync into the address space."""
+        """Write every value that changed since the last sync into the address space (also
+        while the server is stopped: the store goes on working)."""
         if self._server is None:
             return
         for path, (value, vtype) in self._values().items():
@@ -401,7 +485,17 @@ class SimulatedStore:
 
     # ------------------------------------------------------------------ methods
 
+    async def _held(self) -> ua.StatusCode | None:
+        """While `hang` is on, hold the call unanswered; once released it is refused, not run."""
+        if "hang" not in self._faults:
+            return None
+        await self._answering.wait()
+        return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadTimeout))
+
     async def _start(self, start: Callable[[], tuple[int, float]]) -> Any:
+        held = await self._held()
+        if held is not None:
+            return held
         async with self._lock:
             try:
                 op_id, expected = start()
@@ -440,6 +534,9 @@ class SimulatedStore:
         return await self._start(lambda: self.model.scan(texts[0]))
 
     async def _reset(self, parent: ua.NodeId, *args: Any) -> Any:
+        held = await self._held()
+        if held is not None:
+            return held
         async with self._lock:
             try:
                 self.model.reset()

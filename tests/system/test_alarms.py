@@ -450,7 +450,7 @@ async def test_store_alarms(alarm_room: Stack, observer: Observer) -> None:
         faulted = await observer.wait_for(
             f"{base}/alarms/store-1.state_code", is_state("unacked"), since=mark, timeout=30
         )
-        assert faulted["message"] == "store faulted"
+        assert faulted["message"] == "store faulted: robot jam during RetrieveRack R0001"
         await alarm_room.inject("store-1", "robot_jam", clear=True)
         await client.reset()
     await observer.wait_for(

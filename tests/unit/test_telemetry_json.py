@@ -19,6 +19,7 @@ names = st.text(min_size=1, max_size=12)
     faults=st.dictionaries(names, st.text(max_size=20), max_size=2),
     stale=st.lists(names, max_size=2),
     error=st.none() | st.text(max_size=30),
+    texts=st.dictionaries(names, st.text(max_size=20), max_size=2),
 )
 def test_same_bytes_as_json_dumps(
     values: dict[str, float],
@@ -26,6 +27,7 @@ def test_same_bytes_as_json_dumps(
     faults: dict[str, str],
     stale: list[str],
     error: str | None,
+    texts: dict[str, str],
 ) -> None:
     ts = "2026-11-22T10:15:30.123Z"
     body: dict[str, Any] = {
@@ -39,12 +41,14 @@ def test_same_bytes_as_json_dumps(
         body["stale"] = stale
     if error is not None:
         body["error"] = error
+    if texts:
+        body["texts"] = texts
     expected = json.dumps(body, separators=(",", ":")).encode()
     got = telemetry_json(
-        ts=ts, values=values, quality=quality, faults=faults, stale=stale, error=error
+        ts=ts, values=values, quality=quality, faults=faults, stale=stale, error=error, texts=texts
     )
     assert got == expected
     model = TelemetryPayload(
-        ts=ts, values=values, quality=quality, faults=faults, stale=stale, error=error
+        ts=ts, values=values, quality=quality, faults=faults, stale=stale, error=error, texts=texts
     )
     assert model.to_json() == expected
