@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,30 @@ async def test_worker_plans_off_the_event_loop() -> None:
     assert sorted(batches.order) == list(range(30))
     # The loop kept running while the worker planned (a blocked loop would not tick at all).
     assert ticks >= 5
+
+
+def test_controllerd_plan_command_prints_the_documented_json(tmp_path: Path) -> None:
+    """The real command (`controllerd plan`, through controllerd.cli) in its own process."""
+    points = random_points(30, seed=4)
+    path = _write(tmp_path, {"motion": MOTION, "start": [0, 0], "points": points})
+    command = [sys.executable, "-m", "controllerd", "plan", str(path), "--budget-ms", "30"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    # docs/planner.md: order, cost_s, elapsed_ms, plus iterations and warm.
+    assert out.keys() == {"order", "cost_s", "elapsed_ms", "iterations", "warm"}
+    assert sorted(out["order"]) == list(range(30))
+    assert out["cost_s"] == pytest.approx(route_cost(route(points), out["order"]), rel=1e-12)
+    assert out["warm"] is True
+    assert isinstance(out["iterations"], int)
+
+    bad = _write(tmp_path, {"motion": MOTION, "start": [0, 0], "points": [[1, 2], [3]]})
+    refused = subprocess.run(
+        [sys.executable, "-m", "controllerd", "plan", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    assert refused.stderr == f"{bad}: points[1][1]: Field required\n"

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controllerd.planner import RouteProblem, plan, reference_move_time_s
+from controllerd.planner import RouteProblem, plan, plan_rack_batches, reference_move_time_s
 
-from .conftest import random_points, route, route_cost
+from .conftest import pick_place, rack_job, random_points, route, route_cost
 
 # Ticks round each move to 0.1 ms, so a tick-optimal tour may be this much worse in seconds.
 TICK_SLACK_S = 1e-4
@@ -98,3 +98,22 @@ def test_random_routes_are_valid_and_honestly_costed(
     result = plan(problem, budget_ms=1000, seed=seed, max_iterations=30)
     assert sorted(result.order) == list(range(len(points)))
     assert result.cost_s == pytest.approx(route_cost(problem, result.order), rel=1e-9, abs=1e-12)
+
+
+def test_a_time_budgeted_plan_is_reproduced_from_its_seed_and_iterations() -> None:
+    """Under a time budget the iteration count depends on the machine, the plan on nothing
+    else: the same seed run for the `iterations` a budgeted plan reports gives that plan."""
+    plan(route(random_points(20, seed=1)), budget_ms=5)  # kernels loaded: the budget is search
+    problems = [route(random_points(250, seed=13)), pick_place(120, seed=14)]
+    for problem in problems:
+        timed = plan(problem, budget_ms=40, seed=9)
+        assert timed.iterations > 0
+        again = plan(problem, budget_ms=60_000, seed=9, max_iterations=timed.iterations)
+        assert again.order == timed.order
+        assert again.cost_s == timed.cost_s
+    job = rack_job(tubes=40, racks=10, slots=3, limit_s=150.0, seed=15)
+    timed_job = plan_rack_batches(job, budget_ms=100, seed=9)
+    again_job = plan_rack_batches(
+        job, budget_ms=60_000, seed=9, max_iterations=timed_job.iterations
+    )
+    assert again_job.batches == timed_job.batches
