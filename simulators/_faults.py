@@ -18,6 +18,7 @@
 |                 |             | the jam is cleared and Reset is called                  |
 | chamber_warm    | tube_store  | refrigeration fails: both chambers warm toward the room |
 | restart         | tube_store  | the OPC UA server restarts at once (one-shot)           |
+| hang            | tube_store  | method calls held unanswered; cleared, refused unrun    |
 | disconnect      | tube_store  | the OPC UA server stops until cleared; the robot works  |
 
 Injecting a fault twice, or clearing one that is not active, changes nothing. Not modelled:
@@ -47,6 +48,7 @@ FAULTS: Mapping[str, str] = {
     "robot_jam": "tube store: the running operation fails, Faulted until Reset",
     "chamber_warm": "tube store: refrigeration fails, both chambers warm",
     "restart": "tube store: the OPC UA server restarts (sessions and subscriptions lost)",
+    "hang": "tube store: method calls are held unanswered; cleared, refused (never run)",
     # LN2 tanks (simulators/ln2): see docs/simulators.md.
     "supply_empty": "ln2 tank: fills raise nothing",
     "valve_stuck": "ln2 tank: the fill valve stays open (the fill never stops)",
@@ -64,7 +66,9 @@ FAULTS_BY_KIND: Mapping[str, frozenset[str]] = {
         | {"compressor_fail", "door_open"}
     ),
     "probe": frozenset({"disconnect", "garbage", "stuck", "power_fail", "sensor_open"}),
-    "tube_store": frozenset({"disconnect", "restart", "robot_jam", "door_open", "chamber_warm"}),
+    "tube_store": frozenset(
+        {"disconnect", "restart", "hang", "robot_jam", "door_open", "chamber_warm"}
+    ),
     "ln2_tank": frozenset(
         {"disconnect", "supply_empty", "valve_stuck", "lid_open", "thermocouple_open", "noise"}
     ),

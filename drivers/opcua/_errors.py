@@ -43,7 +43,8 @@ def translate(exc: BaseException, *, device: str, operation: str) -> DriverError
     if isinstance(exc, DriverError):
         return exc
     if isinstance(exc, TimeoutError):
-        return DeviceTimeout("no answer in time", device=device, operation=operation)
+        kind = ConnectFailed if operation == "connect" else DeviceTimeout
+        return kind("no answer in time", device=device, operation=operation)
     if isinstance(exc, ua.UaStatusCodeError):
         code = int(exc.code)
         name = status_name(code)
