@@ -1,16 +1,24 @@
-"""The sentinel as its own process: it pages when the daemon is killed or the broker goes."""
+"""The sentinel as its own process: it pages when the daemon hangs, dies or the broker goes.
+
+One room (broker, simulators, daemon) and a sentinel watching it and a second controller of
+another site with the same room id, which is offline from the start: the two must page as two
+controllers. The daemon is then stopped (SIGSTOP: alive but silent), continued, killed
+(kill -9: the broker sends its last will) and restarted, and the broker is stopped.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 import tomli_w
 
@@ -18,7 +26,8 @@ from tests.system.conftest import Stack, make_stack
 
 pytestmark = pytest.mark.system
 
-WRITE_STDIN = "import sys; open(sys.argv[1], 'ab').write(sys.stdin.buffer.read() + b'\\n')"
+WRITE_STDIN = ["sh", "-c", 'cat >> "$0" && echo >> "$0"']
+HEARTBEAT_TIMEOUT_S = 3.0
 
 
 def pages(path: Path) -> list[dict[str, Any]]:
@@ -27,11 +36,18 @@ def pages(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-async def wait_for_page(path: Path, alarm: str, event: str, timeout: float = 30.0) -> None:
-    for _ in range(int(timeout * 10)):
-        if any(p["alarm"] == alarm and p["event"] == event for p in pages(path)):
-            return
-        await asyncio.sleep(0.1)
+def paged(path: Path, alarm: str, event: str = "raised") -> list[dict[str, Any]]:
+    return [p for p in pages(path) if p["alarm"] == alarm and p["event"] == event]
+
+
+async def wait_for_page(
+    path: Path, alarm: str, event: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    for _ in range(int(timeout * 20)):
+        found = paged(path, alarm, event)
+        if found:
+            return found[-1]
+        await asyncio.sleep(0.05)
     raise AssertionError(f"no {event} page for {alarm}: {pages(path)}")
 
 
@@ -45,22 +61,18 @@ def start_sentinel(config: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def sentinel_config(stack: Stack, out: Path) -> Path:
+def sentinel_config(stack: Stack, out: Path, controllers: list[str]) -> Path:
     path = stack.workdir / "sentinel.toml"
     data = {
         "mqtt": {"host": "127.0.0.1", "port": stack.broker.port, "reconnect_max_s": 1.0},
         "sentinel": {
             "id": "test",
-            "controllers": [stack.base],
-            "heartbeat_timeout_s": 3.0,
+            "controllers": controllers,
+            "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
             "broker_timeout_s": 3.0,
         },
         "notifiers": [
-            {
-                "id": "script",
-                "type": "exec",
-                "command": [sys.executable, "-c", WRITE_STDIN, str(out)],
-            },
+            {"id": "script", "type": "exec", "command": [*WRITE_STDIN, str(out)]},
         ],
         "escalation": {"levels": [{"notifiers": ["script"]}], "renotify_every_s": 600},
     }
@@ -68,35 +80,68 @@ def sentinel_config(stack: Stack, out: Path) -> Path:
     return path
 
 
-async def test_sentinel_pages_on_kill_and_on_broker_loss(tmp_path: Path) -> None:
+async def test_sentinel_pages_on_hang_kill_and_broker_loss(tmp_path: Path) -> None:
     def edit(data: dict[str, Any]) -> None:
         data["controller"]["heartbeat_s"] = 0.5
         data["simulator"].pop("scenario", None)
 
     stack = make_stack(tmp_path, edit=edit)
     out = tmp_path / "sentinel-pages.jsonl"
+    log = tmp_path / "sentinel.log"
     sentinel: subprocess.Popen[bytes] | None = None
+    config = stack.config
+    ours = f"{config.controller.site}.{config.controller.id}"
+    other_base = f"{config.mqtt.prefix}/other-site/{config.controller.id}"
+    other = f"other-site.{config.controller.id}"
     try:
         stack.start_simulators()
         stack.start_daemon()
-        sentinel = start_sentinel(sentinel_config(stack, out), tmp_path / "sentinel.log")
-        await asyncio.sleep(4.0)  # heartbeats flowing: nothing to page
-        assert pages(out) == [], (tmp_path / "sentinel.log").read_text()[-2000:]
+        # Another site's room of the same id, offline (its last will, retained).
+        async with aiomqtt.Client(
+            "127.0.0.1", port=stack.broker.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as client:
+            await client.publish(
+                f"{other_base}/status", json.dumps({"state": "offline"}), qos=1, retain=True
+            )
+        sentinel = start_sentinel(sentinel_config(stack, out, [stack.base, other_base]), log)
+        offline = await wait_for_page(out, f"{other}.offline", "raised")
+        assert offline["device"] == other_base
+        # Heartbeats flow from ours: past the silence timeout, nothing pages for it.
+        await asyncio.sleep(HEARTBEAT_TIMEOUT_S + 1.0)
+        assert [p for p in pages(out) if p["alarm"].startswith(ours)] == [], log.read_text()
 
-        controller = stack.config.controller.id
+        # Hung (SIGSTOP): connected, so no last will, but no heartbeat: silent, paged by the
+        # sentinel's own timeout.
         assert stack.daemon is not None
+        os.killpg(stack.daemon.pid, signal.SIGSTOP)
+        try:
+            silent = await wait_for_page(out, f"{ours}.silent", "raised")
+        finally:
+            os.killpg(stack.daemon.pid, signal.SIGCONT)
+        found = re.search(
+            r"silent for (\d+) s \(no heartbeat; timeout (\S+) s\)", silent["message"]
+        )
+        assert found, silent
+        assert int(found[1]) >= HEARTBEAT_TIMEOUT_S and float(found[2]) == HEARTBEAT_TIMEOUT_S
+        assert silent["device"] == stack.base and silent["severity"] == "critical"
+        assert paged(out, f"{ours}.offline") == []
+        await wait_for_page(out, f"{ours}.silent", "cleared")
+
+        # Killed: the broker sends the last will at once; the offline alarm pages (distinct
+        # from the other site's, which is still open), and silence adds no second page.
         os.killpg(stack.daemon.pid, signal.SIGKILL)
         stack.daemon.wait()
-        # The broker sends the daemon's last will (`offline`) once its keep-alive runs out;
-        # the heartbeat stops at once: the silence pages first.
-        await wait_for_page(out, f"{controller}.silent", "raised", timeout=20)
-
+        killed = await wait_for_page(out, f"{ours}.offline", "raised")
+        assert killed["message"] == f"{stack.base} is offline"
         stack.start_daemon()
-        await wait_for_page(out, f"{controller}.silent", "cleared", timeout=40)
+        await wait_for_page(out, f"{ours}.offline", "cleared", timeout=40)
+        assert len(paged(out, f"{ours}.silent")) == 1  # the hang's, not the kill's
+        assert paged(out, f"{other}.silent") == []  # offline: its silence is no news
 
         stack.broker.stop()
-        await wait_for_page(out, "sentinel.broker", "raised", timeout=20)
+        await wait_for_page(out, "sentinel.broker", "raised")
         assert all(p["severity"] == "critical" for p in pages(out))
+        assert len(paged(out, f"{other}.offline")) == 1
     finally:
         if sentinel is not None and sentinel.poll() is None:
             os.killpg(sentinel.pid, signal.SIGTERM)

@@ -82,3 +82,50 @@ def test_systemd_analyze_verify_inventory_unit(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "inventoryd.service" not in result.stderr, result.stderr
+
+
+SENTINEL_UNIT = UNIT.with_name("controllerd-sentinel.service")
+
+
+def _sections(unit: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(unit.read_text())
+    return parser
+
+
+def test_sentinel_unit_runs_the_sentinel_on_its_own() -> None:
+    parser = _sections(SENTINEL_UNIT)
+    service = parser["Service"]
+    assert service["ExecStart"].endswith("controllerd sentinel -c /etc/controllerd/sentinel.toml")
+    # It pages when everything else is down: it always comes back, whatever ended it.
+    assert service["Restart"] == "always"
+    assert float(service["RestartSec"]) <= 10
+    assert service["User"] == "controllerd"
+    assert service["ProtectSystem"] == "strict"
+    assert service["NoNewPrivileges"] == "yes"
+    # No state to keep and no serial devices: tighter than the daemon.
+    assert "StateDirectory" not in service and "SupplementaryGroups" not in service
+    assert service["PrivateDevices"] == "yes"
+    # Its fate is not tied to the daemon it watches (it is meant for another machine).
+    unit = parser["Unit"]
+    for key in ("Requires", "BindsTo", "PartOf", "After", "Wants", "Requisite"):
+        assert "controllerd.service" not in unit.get(key, ""), key
+    assert parser["Install"]["WantedBy"] == "multi-user.target"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_systemd_analyze_verify_sentinel_unit(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "controllerd"
+    assert exe.exists()
+    unit = tmp_path / "controllerd-sentinel.service"
+    unit.write_text(SENTINEL_UNIT.read_text().replace("/opt/controllerd/bin/controllerd", str(exe)))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "controllerd-sentinel.service" not in result.stderr, result.stderr
