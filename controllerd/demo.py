@@ -1,8 +1,10 @@
 """`controllerd demo`: the whole stack on simulators, with a private broker and a live view.
 
 It writes a runtime copy of the room config with free ports (and, for tests, private paths),
-starts a private Mosquitto, `simulators run` and `controllerd run` as child processes, prints
-where to look and what the room is doing, and on Ctrl-C stops everything, leaving no process.
+starts a private Mosquitto, `simulators run`, `inventoryd run` and `controllerd run` as child
+processes, prints where to look and what the room is doing, and on Ctrl-C stops everything,
+leaving no process. The live view asks the inventory (its MQTT 5 query topic) where the last
+moved tubes are, so what it shows is the ledger's answer, not the daemon's own report.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any, TextIO
 
 import aiomqtt
 import tomli_w
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from controllerd.broker import CONFIG_DIR, PrivateBroker, free_port
 from controllerd.config import Config, load_config
@@ -98,20 +102,31 @@ class _DeviceView:
 class _LiveView:
     """What an operator's dashboard would show, printed to a terminal."""
 
-    def __init__(self, *, base: str, device_ids: Sequence[str], out: TextIO) -> None:
+    def __init__(
+        self, *, base: str, device_ids: Sequence[str], out: TextIO, reply_topic: str = ""
+    ) -> None:
         self._base = base
+        self._reply_topic = reply_topic
         self._devices = {dev: _DeviceView() for dev in device_ids}
         self._status = "unknown"
         self._out = out
         self._alarms: dict[str, str] = {}
         self._moves: list[str] = []
         self._acked = 0
+        #: The last moved tubes (newest last) and where the inventory's ledger has them.
+        self.moved: list[str] = []
+        self._ledger: dict[str, str] = {}
+        #: Set when the ledger should be asked again (a tube moved, the inventory stored more).
+        self.ask = asyncio.Event()
 
     def handle(self, topic: str, payload: bytes) -> None:
         rest = topic.removeprefix(self._base + "/")
         try:
             body = json.loads(payload) if payload else {}
         except ValueError:
+            return
+        if topic == self._reply_topic:
+            self._ledger_answer(body)
             return
         if rest == "status":
             if body.get("state") != self._status:
@@ -123,6 +138,7 @@ class _LiveView:
             return
         if "/inventory/acks/" in topic:
             self._acked = int(body.get("seq", 0)) if body else 0
+            self.ask.set()
             return
         parts = rest.split("/")
         if len(parts) == 2 and parts[0] == "alarms":
@@ -158,6 +174,24 @@ class _LiveView:
             self._moves.append(line)
             del self._moves[:-5]
             self._line(f"MOVED {line}")
+        barcode = str(body.get("barcode"))
+        self.moved = [*(b for b in self.moved if b != barcode), barcode][-5:]
+        self.ask.set()
+
+    def _ledger_answer(self, body: dict[str, Any]) -> None:
+        """An answer to a `barcode` query: where the ledger has the tube now."""
+        barcode, location = body.get("barcode"), body.get("location")
+        if not body.get("ok") or not isinstance(barcode, str):
+            return
+        where = (
+            f"at {location.get('store')}/{location.get('rack')}/{location.get('position')} "
+            f"(ledger, {location.get('controller')} seq {location.get('seq')})"
+            if isinstance(location, dict)
+            else "not in the ledger yet"
+        )
+        if self._ledger.get(barcode) != where:
+            self._ledger[barcode] = where
+            self._line(f"LEDGER {barcode} {where}")
 
     def _alarm(self, alarm: str, body: dict[str, Any]) -> None:
         state = str(body.get("state", "normal")) if body else "normal"
@@ -178,10 +212,27 @@ class _LiveView:
             lines.append(f"  {dev_id:<10} {mark} {view.quality:<9} {values}")
         active = sorted(a for a, st in self._alarms.items() if st in ("unacked", "acked"))
         lines.append(f"  alarms active: {', '.join(active) if active else 'none'}")
-        if self._moves:
+        if self.moved:
             lines.append(f"  last moved tubes (inventory has stored up to seq {self._acked}):")
-            lines += [f"    {move}" for move in self._moves]
+            lines += [
+                f"    {code:<16} {self._ledger.get(code, 'asking the inventory...')}"
+                for code in self.moved
+            ]
         print("\n".join(lines), file=self._out, flush=True)
+
+
+async def _ask_ledger(
+    client: aiomqtt.Client, view: _LiveView, *, query_topic: str, reply_topic: str
+) -> None:
+    """Ask the inventory where each of the last moved tubes is, whenever something moved."""
+    while True:
+        await view.ask.wait()
+        view.ask.clear()
+        for barcode in view.moved:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.ResponseTopic = reply_topic
+            request = json.dumps({"query": "barcode", "barcode": barcode}).encode()
+            await client.publish(query_topic, request, qos=1, properties=props)
 
 
 async def _start(
@@ -299,14 +350,30 @@ Ctrl-C stops everything.
             file=out,
             flush=True,
         )
-        view = _LiveView(base=base, device_ids=[d.id for d in config.devices], out=out)
+        reply_topic = f"replies/controllerd-demo-{os.getpid()}"
+        view = _LiveView(
+            base=base,
+            device_ids=[d.id for d in config.devices],
+            out=out,
+            reply_topic=reply_topic,
+        )
         async with aiomqtt.Client(
-            "127.0.0.1", port=broker.port, identifier=f"controllerd-demo-view-{os.getpid()}"
+            "127.0.0.1",
+            port=broker.port,
+            identifier=f"controllerd-demo-view-{os.getpid()}",
+            protocol=aiomqtt.ProtocolVersion.V5,
         ) as client:
             await client.subscribe(f"{base}/#")
             site = f"{config.mqtt.prefix}/{config.controller.site}"
             await client.subscribe(f"{site}/inventory/acks/{config.controller.id}")
+            await client.subscribe(reply_topic, qos=1)
             reader = asyncio.create_task(_pump(client, view), name="demo-view")
+            asker = asyncio.create_task(
+                _ask_ledger(
+                    client, view, query_topic=f"{site}/inventory/query", reply_topic=reply_topic
+                ),
+                name="demo-ledger-queries",
+            )
             try:
                 while not stop.is_set():
                     with contextlib.suppress(TimeoutError):
@@ -320,9 +387,10 @@ Ctrl-C stops everything.
                         return 1
                     view.render()
             finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
+                for task in (reader, asker):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         return 0
     finally:
         print("stopping demo…", file=out, flush=True)

@@ -185,14 +185,16 @@ class Inventory:
         cfg = self._config.mqtt
         async with self._make_client() as client:
             self._client = client
+            # Subscribed before saying `online`: a movement published once the status says
+            # online is queued for this session even on the very first start.
+            await client.subscribe(self.topics.movements, qos=1)
+            await client.subscribe(self.topics.query, qos=0)
             await client.publish(
                 self.topics.status, status_payload("online", VERSION), qos=1, retain=True
             )
             for controller in intake.heads:
                 await self._publish_head(client, controller, intake)
             await self._publish_alarm(client, intake, "", force=True)
-            await client.subscribe(self.topics.movements, qos=1)
-            await client.subscribe(self.topics.query, qos=0)
             _log.info(
                 "broker connected",
                 host=cfg.host,

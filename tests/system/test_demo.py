@@ -1,5 +1,6 @@
 """`controllerd demo` as a user runs it: it prints where to look, the room shows up on MQTT,
-faults can be injected, and Ctrl-C leaves no process behind."""
+faults can be injected, the live view shows where the ledger has a moved tube, and Ctrl-C
+leaves no process behind."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import signal
 import sys
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
 from controllerd.broker import CONFIG_DIR
 from controllerd.config import load_config
 from controllerd.demo import prepare_room
+from tests.inventory._chain import make_chain
 from tests.system._mqtt import Observer
 
 pytestmark = pytest.mark.system
@@ -114,6 +117,19 @@ async def test_demo_runs_the_room_and_stops_cleanly(tmp_path: Path) -> None:
                 if "ALARM freezer-1.comm_loss UNACKED" in line:
                     break
         assert any("freezer-1 DISCONNECTED" in line for line in seen), "".join(seen)
+
+        # A movement as the room publishes it: the view shows where the inventory's ledger
+        # (asked over its MQTT 5 query topic) has the tube.
+        moved = make_chain(config.controller.id, 1)[0]
+        async with aiomqtt.Client(
+            "127.0.0.1", port=port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as client:
+            await client.publish(f"{base}/events/movements", moved.to_json(), qos=1)
+        to = moved.to
+        ledger_line = f"LEDGER {moved.barcode} at {to.store}/{to.rack}/{to.position} (ledger"
+        async with asyncio.timeout(30):
+            while ledger_line not in seen[-1]:
+                seen.append((await demo.stdout.readline()).decode())
         demo.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(demo.communicate(), timeout=30)
         assert demo.returncode == 0, "".join(seen) + rest.decode()
