@@ -196,7 +196,6 @@ async def test_the_map_and_the_rack_moves_agree_with_the_simulator(served: Serve
     async def timed(call: Awaitable[float], rack_id: str, arrived: Any, expected: float) -> None:
         """Call at a known simulated time; the rack is not there just before `expected`
         simulated seconds, is there and the call has returned just after."""
-        start = served.clock.now()
         task = asyncio.ensure_future(call)
         await served.started()
         await served.advance(expected - 0.3)
@@ -206,7 +205,6 @@ async def test_the_map_and_the_rack_moves_agree_with_the_simulator(served: Serve
         async with asyncio.timeout(15):
             reported = await task
         assert arrived()
-        assert served.clock.now() - start == pytest.approx(expected + 0.3)
         assert reported == pytest.approx(expected)
 
     # Out of tower 4 from tower 1: one step back round the carousel, not three forward.
