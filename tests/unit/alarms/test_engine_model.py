@@ -10,7 +10,9 @@ this is the engine's logic; its SQLite store is tested in test_engine.py.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hypothesis import settings
@@ -89,7 +91,8 @@ class EngineModel(RuleBasedStateMachine):
         self.broker = Broker()
         self.notices: list[AlarmNotice] = []
         self.engine = AlarmEngine(
-            config=room(_tmp(), RULES),
+            # state_dir is never written: the store is in memory.
+            config=room(Path(tempfile.gettempdir()), RULES),
             mqtt=self.broker,
             topics=Topics(prefix="b", site="s", controller="c"),
             db=MemoryDb(),  # type: ignore[arg-type]
@@ -306,19 +309,6 @@ class EngineModel(RuleBasedStateMachine):
         st_ = self.engine.points["f1.temperature_c.high_high"].state
         if st_.active and not st_.condition:
             assert not st_.acked
-
-
-_TMP: list[Any] = []
-
-
-def _tmp() -> Any:
-    """A state_dir for the config (the engine never writes there: its store is in memory)."""
-    import tempfile
-    from pathlib import Path
-
-    if not _TMP:
-        _TMP.append(Path(tempfile.gettempdir()) / "controllerd-engine-model")
-    return _TMP[0]
 
 
 TestEngineModel = EngineModel.TestCase
