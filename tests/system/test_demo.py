@@ -136,6 +136,12 @@ async def test_demo_runs_the_room_and_stops_cleanly(tmp_path: Path) -> None:
         assert "demo stopped" in rest.decode()
     finally:
         if demo.returncode is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-            await demo.wait()
+            # A failed test still lets the demo stop its children (each in its own session,
+            # so killing the demo alone would leave them running).
+            os.killpg(demo.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(demo.wait(), timeout=30)
+            except TimeoutError:
+                os.killpg(demo.pid, signal.SIGKILL)
+                await demo.wait()
     assert _processes_mentioning(str(tmp_path)) == []
