@@ -1,7 +1,8 @@
 """Runs one pick job on the store and the picker, step by journalled step.
 
-Per batch of racks (see `_batches`): racks not needed go back (scanned first, so the store's
-inventory shows what was taken), missing ones are fetched into free ports. Per tube: move over
+Per batch of racks (see `_batches`; those using racks already at the station first): racks not
+needed go back (scanned first, so the store's inventory shows what was taken), missing ones are
+fetched into free ports. Per tube: move over
 it, scan and verify the barcode (a wrong or unreadable one raises `{picker}.barcode_mismatch`
 and leaves the tube where it is), reserve an output slot, pick, carry it to the slot, place,
 and record the movement in the outbox in the same transaction as the tube's `done`.
@@ -180,7 +181,8 @@ class JobExecutor:
                 pending = [tube for tube in job.tubes if tube.state == "pending"]
                 if job.cancel_requested or not pending:
                     break
-                hold = await self._run_batches(job, await self._batching(pending, self._k))
+                batches = await self._batching(pending, self._k)
+                hold = await self._run_batches(job, self._station_first(batches))
             except PickerStuck as exc:
                 hold = ("picker", f"{exc}: racks returned, waiting for the picker")
             if hold is None:
@@ -205,6 +207,11 @@ class JobExecutor:
             await self._progress.publish(job)
             log.info("job resumed")
         await self.return_all(job)
+
+    def _station_first(self, batches: list[Batch]) -> list[Batch]:
+        """The batches using the racks already at the station first (after a restart, say):
+        they are not sent back only to be fetched again."""
+        return sorted(batches, key=lambda batch: -len(self.station.keys() & set(batch.racks)))
 
     @property
     def _k(self) -> int:

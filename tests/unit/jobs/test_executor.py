@@ -368,6 +368,24 @@ async def test_cancel_finishes_the_current_tube_and_returns_the_racks(
     assert rig.journal.claimed(t.barcode for t in job.tubes) == {}
 
 
+async def test_racks_already_at_the_station_are_used_first(db: sqlite3.Connection) -> None:
+    """A plan that starts with another rack (a resumed job's re-plan, say) does not send the
+    racks at the station back only to fetch them again."""
+    rig = Rig(db)
+    job = rig.job(per_rack=2, racks=2)
+    first, second = job.tubes[0].rack, job.tubes[2].rack
+    await rig.executor._arrange(job, (second,))  # at the station, as a restart finds it
+
+    def rack_by_rack(tubes: list[TubeTask], k: int) -> list[Batch]:
+        return [Batch((r,), tuple(t for t in tubes if t.rack == r)) for r in (first, second)]
+
+    rig.executor._batching = simple_batcher(rack_by_rack)
+    await rig.executor.run(job)
+    assert job.state == "done" and job.done == 4
+    assert rig.journal.rack_stats()[0] == 2  # each rack fetched once
+    assert [m["from"]["rack"] for m in rig.movements()] == [second, second, first, first]
+
+
 async def test_the_planner_batches_a_job(db: sqlite3.Connection) -> None:
     """The planner's rack batches (in its worker process) drive the executor."""
     rig = Rig(db)
