@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import threading
+from typing import Any
 
 import structlog
 
@@ -80,7 +81,11 @@ async def _bounded_stop(serving: asyncio.Task[None]) -> int:
     last_resort.start()
     done, _ = await asyncio.wait({serving}, timeout=STOP_TIMEOUT_S)
     if not done:
-        _log.error("stop overran, cutting it short", timeout_s=STOP_TIMEOUT_S)
+        _log.error(
+            "stop overran, cutting it short",
+            timeout_s=STOP_TIMEOUT_S,
+            waiting_in=_where_tasks_wait(),
+        )
         serving.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await serving
@@ -88,6 +93,32 @@ async def _bounded_stop(serving: asyncio.Task[None]) -> int:
     with contextlib.suppress(asyncio.CancelledError):
         serving.result()
     return 0
+
+
+def _where_tasks_wait() -> dict[str, str]:
+    """Each pending task's innermost awaiting frame, for the log of an overrun stop."""
+    where = {}
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        awaitable: Any = task.get_coro()
+        frame = None
+        # Follow the chain of awaits down to the coroutine that is actually waiting.
+        while awaitable is not None:
+            frame = (
+                getattr(awaitable, "cr_frame", None)
+                or getattr(awaitable, "gi_frame", None)
+                or frame
+            )
+            awaitable = getattr(awaitable, "cr_await", None) or getattr(
+                awaitable, "gi_yieldfrom", None
+            )
+        where[task.get_name()] = (
+            f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
+            if frame is not None
+            else "?"
+        )
+    return where
 
 
 def _hard_exit() -> None:

@@ -17,6 +17,7 @@ from typing import Any, Literal, Self
 import structlog
 from pydantic import Field
 
+from controllerd._tasks import BackgroundTasks
 from controllerd._time import utc_now
 from controllerd.alarms.service import AlarmService
 from controllerd.commands import CommandBase, CommandContext, CommandRouter
@@ -94,8 +95,8 @@ class Supervisor:
             prefix=config.mqtt.prefix, site=config.controller.site, controller=config.controller.id
         )
         self._exit = contextlib.AsyncExitStack()
-        self._task_group: asyncio.TaskGroup | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        #: the poll loops, the watchdog and the heartbeat
+        self._tasks = BackgroundTasks()
         self.pollers: list[DevicePoller] = []
         #: the room's tube stores by device id (their methods, for the pick jobs)
         self.stores: dict[str, TubeStore] = {}
@@ -154,7 +155,8 @@ class Supervisor:
             self.mqtt = await self._exit.enter_async_context(mqtt)
             await self._exit.enter_async_context(self.outbox)
             await self._exit.enter_async_context(self.alarms)
-            self._task_group = await self._exit.enter_async_context(asyncio.TaskGroup())
+            await self._tasks.start()
+            self._exit.push_async_callback(self._tasks.close)
             for device in cfg.devices:
                 driver = build_driver(device, links, serial_lines=serial_lines)
                 if isinstance(driver, Ln2Tank):
@@ -175,13 +177,11 @@ class Supervisor:
                     alarms=self.alarms.engine,
                 )
                 self.pollers.append(poller)
-                self._tasks.append(
-                    self._task_group.create_task(poller.run(), name=f"poll-{device.id}")
-                )
+                self._tasks.spawn(poller.run(), name=f"poll-{device.id}")
             # Jobs start once the devices exist (an interrupted job is reconciled first).
             await self._exit.enter_async_context(self.jobs)
-            self._tasks.append(self._task_group.create_task(self._watch(), name="watchdog"))
-            self._tasks.append(self._task_group.create_task(self._heartbeat(), name="heartbeat"))
+            self._tasks.spawn(self._watch(), name="watchdog")
+            self._tasks.spawn(self._heartbeat(), name="heartbeat")
             await self._startup()
         except BaseException:
             await self._shutdown()
@@ -198,8 +198,8 @@ class Supervisor:
 
     async def _shutdown(self) -> None:
         self._notifier.stopping()
-        for task in self._tasks:
-            task.cancel()
+        # The poll loops stop first (whatever else the exit stack closes after them).
+        await self._tasks.close()
         await self._exit.aclose()
         _log.info("stopped")
 
