@@ -9,8 +9,9 @@ place) happens in the matrices the callers build, not here. The tour representat
 journal of reversals are in `_tour_ops`, the moves (2-opt, Or-opt, Or-3opt) in `_moves`.
 
 Local search processes a FIFO queue of "dirty" nodes (don't-look bits: a node is only looked at
-again after a move touched it) and tries, from each, 2-opt, then Or-opt, then Or-3opt. The
-perturbation is a segment swap (double bridge on two short adjacent segments), which reverses
+again after a move touched it) and tries, from each, 2-opt, then Or-opt, then Or-3opt, then (on
+symmetric matrices) Or-3opt reversed. The perturbation is a segment swap (double bridge on two
+adjacent segments: short ones, and one kick in ten up to a quarter of the tour), which reverses
 nothing and so is valid for asymmetric matrices too. Iterated local search kicks, repairs, keeps
 the result when it is no worse and undoes it otherwise; `ils_chunk` runs a fixed number of kicks
 so the caller can check a deadline between chunks (numba has no clock) and an iteration cap
@@ -24,9 +25,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from controllerd.planner._construct import nearest_neighbour_tour, neighbour_lists, tour_cost
+from controllerd.planner._construct import (
+    candidate_lists,
+    nearest_neighbour_tour,
+    neighbour_lists,
+    tour_cost,
+)
 from controllerd.planner._jit import jit as _jit
-from controllerd.planner._moves import try_2opt, try_or3opt, try_or_opt
+from controllerd.planner._moves import try_2opt, try_or3opt, try_or3opt_reversed, try_or_opt
 from controllerd.planner._tour_ops import (
     push,
     rand_below,
@@ -34,6 +40,8 @@ from controllerd.planner._tour_ops import (
     reverse_logged,
     set_positions,
 )
+
+GLOBAL_KICK_ODDS = 10
 
 JOURNAL_CAPACITY = 4096
 """Reversals logged per kick; beyond it a rejected kick is undone by copying the best tour."""
@@ -71,6 +79,8 @@ def _local_search(
                 )
             if delta == 0:
                 delta = try_or3opt(a, D, nin, nout, tour, pos, queue, inq, qs, journal, jlen)
+            if delta == 0 and symmetric:
+                delta = try_or3opt_reversed(a, D, nout, tour, pos, queue, inq, qs, journal, jlen)
             if delta == 0:
                 break
             total += delta
@@ -160,9 +170,13 @@ def ils_chunk(
     qs = np.zeros(2, dtype=np.int64)
     journal = np.empty((JOURNAL_CAPACITY, 2), dtype=np.int32)
     jlen = np.zeros(1, dtype=np.int64)
+    # One kick in GLOBAL_KICK_ODDS swaps segments of up to a quarter of the tour: it reorders
+    # whole regions (on rack grids, the order of the racks), which short swaps never do.
+    global_segment = max(1, min(m // 4, (m - 2) // 3))
     for _ in range(iterations):
         jlen[0] = 0
-        delta = _segment_swap_kick(D, tour, pos, rng, max_segment, queue, inq, qs, journal, jlen)
+        segment = global_segment if rand_below(rng, GLOBAL_KICK_ODDS) == 0 else max_segment
+        delta = _segment_swap_kick(D, tour, pos, rng, segment, queue, inq, qs, journal, jlen)
         delta += _local_search(D, nin, nout, symmetric, tour, pos, queue, inq, qs, journal, jlen)
         if delta <= 0:
             # Accepting sideways moves too lets the search drift across plateaus (grids have many).
@@ -184,7 +198,7 @@ def warm_up() -> None:
         np.int32
     )
     for symmetric in (True, False):
-        nout = neighbour_lists(D, 5, False)
+        nout = candidate_lists(D, 3, 5) if symmetric else neighbour_lists(D, 5, False)
         nin = neighbour_lists(D, 5, True)
         for last_fixed in (False, True):
             tour = nearest_neighbour_tour(D, nout, last_fixed)

@@ -12,7 +12,9 @@ matrix in ticks, `nout[i]` / `nin[i]` the cheapest successors / predecessors of 
 - Or-3opt: swap two adjacent segments of any length without reversing either (valid for
   asymmetric matrices), searched like a depth-3 Lin-Kernighan step: three new edges, each from a
   candidate list while the partial gain stays positive. On grids full of equal distances this is
-  what moves a whole row or column when no 2-opt or short Or-opt move gains.
+  what moves a whole row or column when no 2-opt or short Or-opt move gains;
+- Or-3opt reversed (symmetric matrices only): the same swap with the first segment reversed,
+  the other sequential 3-opt reconnection reachable from t1's successor edge.
 """
 
 from __future__ import annotations
@@ -245,6 +247,59 @@ def try_or3opt(
             if gain > 0:
                 # Blocks from t3: Q = t3..t6 (span - off), P = t5..t2 (off + 1): Q P → P Q.
                 swap_blocks(tour, pos, p3, span - off, off + 1, journal, jlen)
+                for v in (np.int32(t1), t2, t3, t4, t5, t6):
+                    push(v, queue, inq, qs)
+                return -gain
+    return np.int64(0)
+
+
+@_jit
+def try_or3opt_reversed(
+    t1: int,
+    D: NDArray[np.int32],
+    nout: NDArray[np.int32],
+    tour: NDArray[np.int32],
+    pos: NDArray[np.int32],
+    queue: NDArray[np.int32],
+    inq: NDArray[np.bool_],
+    qs: NDArray[np.int64],
+    journal: NDArray[np.int32],
+    jlen: NDArray[np.int64],
+) -> np.int64:
+    """Symmetric only: t1 [t2..t5] [t6..t4] t3 → t1 [t6..t4] [t5..t2] t3 (new edges t2-t3,
+    t4-t5, t1-t6, each from a candidate list while the partial gain stays positive)."""
+    m = tour.shape[0]
+    p2 = (pos[t1] + 1) % m
+    t2 = tour[p2]
+    d12 = np.int64(D[t1, t2])
+    for s in range(nout.shape[1]):
+        t3 = nout[t2, s]
+        g1 = d12 - D[t2, t3]
+        if g1 <= 0:
+            break
+        if t3 == t1:
+            continue
+        p3 = pos[t3]
+        p4 = (p3 - 1) % m
+        t4 = tour[p4]
+        if t4 == t2:  # t3 follows t2: no segment between them
+            continue
+        span = (p3 - p2) % m  # t2 .. t4 take offsets 0 .. span-1
+        g1 += D[t4, t3]
+        for r in range(nout.shape[1]):
+            t5 = nout[t4, r]
+            g2 = g1 - D[t4, t5]
+            if g2 <= 0:
+                break
+            off = (pos[t5] - p2) % m
+            if off > span - 2:
+                continue  # t5 must lie before t4, so that t6 = succ(t5) is not t3
+            t6 = tour[(pos[t5] + 1) % m]
+            gain = g2 + D[t5, t6] - D[t1, t6]
+            if gain > 0:
+                # Reverse t2..t4 as a whole, then its first part (t4..t6) back.
+                reverse_logged(tour, pos, p2, p4, journal, jlen)
+                reverse_logged(tour, pos, p2, p2 + span - off - 2, journal, jlen)
                 for v in (np.int32(t1), t2, t3, t4, t5, t6):
                     push(v, queue, inq, qs)
                 return -gain

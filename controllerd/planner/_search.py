@@ -21,12 +21,17 @@ from numpy.typing import NDArray
 
 from controllerd.planner._cold import closed_cost, cold_tour, numpy_only_active
 
-NEIGHBOURS = 12
-"""Candidate list length for the moves: 8 to 12 is the usual sweet spot for 2-opt/Or-opt; 12
-measured slightly better than 10 on the bench's 1000- and 2000-point instances (grids have many
-equally near neighbours under the max-of-axes metric)."""
+NEIGHBOURS = 16
+"""Candidates per node on symmetric matrices: the `ALPHA_NEIGHBOURS` alpha-nearest, then the
+nearest (`_construct.candidate_lists`). Measured on the bench instances: 8 alpha + 8 nearest beat
+12 or 16 nearest, 12 of which 6 alpha, and 5 or 12 alpha of 16."""
 
-_FIRST_CHUNK = 64
+ALPHA_NEIGHBOURS = 8
+
+ASYMMETRIC_NEIGHBOURS = 12
+"""Candidates per node (successors, and predecessors) on asymmetric matrices: the nearest."""
+
+_FIRST_CHUNK = 16
 
 EXACT_MAX_NODES = 9
 """Up to this many nodes the tour is found by enumeration (8! = 40320 orders): exact, and
@@ -43,10 +48,10 @@ class TourSearchResult:
 
 
 def _max_segment(m: int) -> int:
-    # Short swapped segments suit small tours; longer ones escape deeper minima on big tours
-    # (tuned on the bench instances: on n = 1000-2000, 100 beat 10, 30 and 50, notably on
-    # rack grids, and 200-400 were no better).
-    return 10 if m <= 400 else 100
+    # Kicks swap segments of up to a quarter of the tour, at most 100 nodes (tuned on the bench
+    # instances: at n = 200, 50 left basins that 10 never left; at n = 1000-2000, 100 beat 30,
+    # 50 and 200).
+    return min(100, max(10, m // 4))
 
 
 def exact_tour(D: NDArray[np.int32], *, last_fixed: bool = False) -> TourSearchResult:
@@ -94,10 +99,17 @@ def search_tour(
         )
         return TourSearchResult(tour=tour, cost_ticks=cost_ticks, iterations=0)
     from controllerd.planner import _kernels
-    from controllerd.planner._construct import nearest_neighbour_tour, neighbour_lists
+    from controllerd.planner._construct import (
+        candidate_lists,
+        nearest_neighbour_tour,
+        neighbour_lists,
+    )
 
-    nout = neighbour_lists(D, NEIGHBOURS, False)
-    nin = nout if symmetric else neighbour_lists(D, NEIGHBOURS, True)
+    if symmetric:
+        nout = nin = candidate_lists(D, ALPHA_NEIGHBOURS, NEIGHBOURS)
+    else:
+        nout = neighbour_lists(D, ASYMMETRIC_NEIGHBOURS, False)
+        nin = neighbour_lists(D, ASYMMETRIC_NEIGHBOURS, True)
     tour = nearest_neighbour_tour(D, nout, last_fixed)
     cost = np.array([_kernels.descend(D, nin, nout, symmetric, tour)], dtype=np.int64)
     # splitmix-style scrambling so that seeds 0, 1, 2 … give unrelated streams (state ≠ 0).
