@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from drivers import cancel_and_wait
+
 T = TypeVar("T")
 
 
@@ -40,10 +42,8 @@ class BackgroundTasks:
         group, self._group = self._group, None
         if group is None:
             return
-        # Cancel until every task has ended: on Python 3.11 a cancel that arrives just as an
-        # awaited future completes can be lost, and the group would then wait forever.
+        # Cancel until every task has ended (a cancel can be lost on 3.11: drivers._cancel);
+        # tasks spawned while closing are cancelled too.
         while pending := [task for task in self._tasks if not task.done()]:
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=0.5)
+            await cancel_and_wait(*pending)
         await group.__aexit__(None, None, None)

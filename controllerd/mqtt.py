@@ -28,7 +28,7 @@ from controllerd._mqtt_batch import Qos0Batch
 from controllerd._time import utc_now
 from controllerd.config import Config, MqttSection
 from controllerd.topics import StatusPayload, Topics
-from drivers import Backoff
+from drivers import Backoff, cancel_and_wait
 
 _log = structlog.get_logger("controllerd.mqtt")
 
@@ -125,7 +125,7 @@ class MqttConnection:
                         self._topics.status, self._status("offline"), qos=1, retain=True
                     )
         assert self._task_group is not None and self._task is not None
-        self._task.cancel()
+        await cancel_and_wait(self._task)
         await self._task_group.__aexit__(None, None, None)
 
     def _status(self, state: Literal["online", "offline"]) -> bytes:

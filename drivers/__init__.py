@@ -1,6 +1,7 @@
 """Talking to devices: the async driver interface, its exception tree, and the drivers."""
 
 from drivers._backoff import Backoff
+from drivers._cancel import cancel_and_wait
 from drivers._errors import (
     ConnectFailed,
     DeviceRejected,
@@ -23,4 +24,5 @@ __all__ = [
     "NotConnected",
     "ProtocolError",
     "Reading",
+    "cancel_and_wait",
 ]

@@ -40,7 +40,7 @@ import serial
 import serial_asyncio_fast
 import structlog
 
-from drivers import ConnectFailed
+from drivers import ConnectFailed, cancel_and_wait
 from firmware_bridge._clock import LinkClock, MonotonicClock
 from firmware_bridge._config import FirmwareSerialConfig
 from firmware_bridge._errors import (
@@ -185,7 +185,7 @@ class FirmwareLink:
         if self._motion_seq is not None:
             self._send_stop("link closing")
         if self._supervisor is not None:
-            self._supervisor.cancel()
+            await cancel_and_wait(self._supervisor)
         tasks, self._tasks = self._tasks, None
         if tasks is not None:
             await tasks.__aexit__(None, None, None)

@@ -29,7 +29,7 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from drivers import Backoff
+from drivers import Backoff, cancel_and_wait
 from inventory._config import InventoryConfig
 from inventory._errors import StoreError
 from inventory._intake import Intake
@@ -106,8 +106,7 @@ class Inventory:
                     offline = status_payload("offline", VERSION)
                     await client.publish(self.topics.status, offline, qos=1, retain=True)
         assert self._task_group is not None
-        for task in self._tasks:
-            task.cancel()
+        await cancel_and_wait(*self._tasks)
         try:
             await self._task_group.__aexit__(None, None, None)
         finally:

@@ -19,6 +19,7 @@ import structlog
 from asyncua import ua
 
 from drivers._backoff import Backoff
+from drivers._cancel import cancel_and_wait
 from drivers._errors import (
     ConnectFailed,
     DeviceRejected,
@@ -124,8 +125,7 @@ class OpcUaStoreDriver:
         """Stop the session task and disconnect (safe to call twice)."""
         runner, self._runner = self._runner, None
         if runner is not None:
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
+            await cancel_and_wait(runner)
 
     async def _run(self) -> None:
         while True:
