@@ -188,8 +188,9 @@ async def main() -> None:
     planned, simple, fcfs = results[PLANNER], results[SIMPLE], results[FCFS]
     lines = [
         f"{args.tubes} tubes drawn at random from 60 racks (seed {args.seed}), K = 4 ports, "
-        "E = 900 s (racks go back 60 s before it); the daemon's executor, journal and outbox on "
-        "the simulators' store and picker models in virtual time (`bench/jobs.py`).",
+        "E = 900 s with a 60 s margin (racks go back when finishing another tube and returning "
+        "them would leave less); the daemon's executor, journal (an fsync per step) and outbox "
+        "on the simulators' store and picker models in virtual time (`bench/jobs.py`).",
         "",
         "| order | tubes/hour | rack fetches | max rack exposure (s) | max tube exposure (s) "
         "| job (simulated h) | speed-up over real time |",

@@ -40,8 +40,9 @@ from controllerd.jobs._model import Job, TubeTask
 from controllerd.jobs._motion import Gantry, MotionOps
 from controllerd.jobs._progress import ProgressReporter
 from controllerd.jobs._recovery import settle_tube
+from controllerd.jobs._station import RackStation, StoreOps
 from controllerd.outbox import Outbox
-from drivers import Backoff, DeviceRejected, DriverError
+from drivers import Backoff, DriverError
 from firmware_bridge import PickerStatus
 from inventory.events import Location
 
@@ -53,14 +54,6 @@ OUTPUT_POSITIONS = tuple(f"{row}{col}" for row in ROWS for col in range(1, COLUM
 
 #: Why racks go back before the next tube, and what the job waits for then.
 HoldKind = Literal["chamber", "exposure", "picker"]
-
-
-class StoreOps(Protocol):
-    """What the executor needs of the tube store (controllerd.store.TubeStore)."""
-
-    async def retrieve_rack(self, rack: str, port: str) -> float: ...
-    async def store_rack(self, rack: str) -> float: ...
-    async def scan_rack(self, rack: str) -> float: ...
 
 
 class AlarmSink(Protocol):
@@ -94,7 +87,6 @@ class JobExecutor:
         self._cfg = config
         self._store_id = store_id
         self._picker_id = picker_id
-        self._store = store
         self._motion = motion
         self._journal = journal
         #: the job journal (recovery settles tubes through it)
@@ -119,8 +111,16 @@ class JobExecutor:
             give_up=self._give_up,
             sleep=sleep,
         )
-        #: rack -> port, for racks this executor has at the pick station
-        self.station: dict[str, str] = {}
+        self._racks = RackStation(
+            store=store,
+            store_id=store_id,
+            ports=config.rack_ports,
+            journal=journal,
+            budget=self.budget,
+            clock=clock,
+        )
+        #: rack -> port, for the racks at the pick station
+        self.station = self._racks.racks
         self._job: Job | None = None
         self._log = _log.bind(device=picker_id)
 
@@ -158,7 +158,7 @@ class JobExecutor:
         except (JobFailed, DriverError) as exc:
             log.error("job failed", error=str(exc))
             try:
-                await self.return_all(job)
+                await self.return_all(job.job)
             except DriverError as back:
                 log.error("racks not returned", error=str(back))
             self._finish(job, failed=str(exc))
@@ -188,7 +188,7 @@ class JobExecutor:
             if hold is None:
                 continue
             kind, reason = hold
-            await self.return_all(job)
+            await self.return_all(job.job)
             if job.cancel_requested:
                 break
             if kind == "exposure":
@@ -206,7 +206,7 @@ class JobExecutor:
             self._journal.set_state(job, "running")
             await self._progress.publish(job)
             log.info("job resumed")
-        await self.return_all(job)
+        await self.return_all(job.job)
 
     def _station_first(self, batches: list[Batch]) -> list[Batch]:
         """The batches using the racks already at the station first (after a restart, say):
@@ -260,27 +260,19 @@ class JobExecutor:
                 await self._progress.publish(job)
         return None
 
-    def _out_since(self) -> dict[str, float]:
-        out = {}
-        for rack in self.station:
-            since = self._journal.rack_out_since(self._store_id, rack)
-            if since is not None:
-                out[rack] = since
-        return out
-
     def _must_return(self) -> tuple[HoldKind, str] | None:
         if self._pick_chamber is not None:
             reason = self._pick_chamber()
             if reason is not None:
                 return "chamber", reason
         reason = self.budget.overrun(
-            self._out_since(), now=self._clock(), work_s=self.budget.tube.value
+            self._racks.out_since(), now=self._clock(), work_s=self.budget.tube.value
         )
         return None if reason is None else ("exposure", reason)
 
     def _give_up(self, delay_s: float) -> str | None:
         """Why a failing motion must not be tried again after `delay_s` (see `_motion`)."""
-        out = self._out_since()
+        out = self._racks.out_since()
         if not out:  # nothing exposed: keep trying, unless the job is cancelled
             job = self._job
             return "the job is cancelled" if job is not None and job.cancel_requested else None
@@ -297,59 +289,11 @@ class JobExecutor:
     # ------------------------------------------------------------------ racks
 
     async def _arrange(self, job: Job, racks: tuple[str, ...]) -> None:
-        for rack in self.budget.return_order(self._out_since()):
-            if rack not in racks:
-                await self.return_rack(job, rack)
-        for rack in racks:
-            if rack in self.station:
-                continue
-            free = [p for p in self._cfg.rack_ports if p not in self.station.values()]
-            if not free:
-                raise JobFailed("no free rack port")
-            now = self._clock()
-            if self.station:
-                reason = self.budget.overrun(
-                    {**self._out_since(), rack: now},
-                    now=now,
-                    work_s=self.budget.robot.value + self.budget.tube.value,
-                )
-                if reason is not None:
-                    self._log.info("rack fetched later: the racks out cannot wait", rack=rack)
-                    continue
-            port = free[0]
-            # Out before the call: after a crash mid-retrieve, recovery asks the store where
-            # it ended up (and the exposure clock errs on the safe side).
-            self._journal.rack_out(self._store_id, rack, now)
-            self._journal.step(job.job, "retrieve", rack, "before", port=port)
-            try:
-                await self._store.retrieve_rack(rack, port)
-            except DeviceRejected:  # refused: it never left its shelf
-                self._journal.rack_in(self._store_id, rack, self._clock())
-                raise
-            self.budget.robot.add(self._clock() - now)
-            self.station[rack] = port
-            self._journal.step(job.job, "retrieve", rack, "after", port=port)
+        await self._racks.arrange(job.job, racks)
 
-    async def return_rack(self, job: Job, rack: str) -> None:
-        """Scan the rack (the store's inventory then shows what was taken) and store it."""
-        start = self._clock()
-        self._journal.step(job.job, "scan_rack", rack, "before")
-        await self._store.scan_rack(rack)
-        self._journal.step(job.job, "scan_rack", rack, "after")
-        stored = self._clock()
-        self.budget.scan.add(stored - start)
-        self._journal.step(job.job, "store", rack, "before")
-        await self._store.store_rack(rack)
-        self.budget.robot.add(self._clock() - stored)
-        trip = self._journal.rack_in(self._store_id, rack, self._clock())
-        self.station.pop(rack, None)
-        self._journal.step(job.job, "store", rack, "after", trip_s=round(trip, 3))
-
-    async def return_all(self, job: Job) -> None:
+    async def return_all(self, job: str) -> None:
         """Every rack at the station back to the store, the one out longest first."""
-        out = self._out_since()
-        for rack in [*self.budget.return_order(out), *(r for r in self.station if r not in out)]:
-            await self.return_rack(job, rack)
+        await self._racks.return_all(job)
 
     # ------------------------------------------------------------------ tubes
 

@@ -14,6 +14,7 @@ Jobs pause while the store's pick-chamber temperature alarm is active (`pick_cha
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from collections import Counter
@@ -44,6 +45,7 @@ from controllerd.mqtt import Publisher
 from controllerd.outbox import Outbox
 from controllerd.store import TubeStore
 from controllerd.topics import Topics
+from drivers import Backoff, DriverError
 from firmware_bridge import PickerDriver
 
 _log = structlog.get_logger("controllerd.jobs")
@@ -282,24 +284,48 @@ class JobManager:
 
     async def _run(self) -> None:
         unfinished = self.journal.unfinished()
-        if unfinished and self.executor is not None and self.store is not None:
-            await recover(
-                executor=self.executor,
-                journal=self.journal,
-                store=self.store,
-                store_id=self.store.device.id,
-            )
+        for job in unfinished:
+            self._jobs[job.job] = job
+        if self.executor is not None and self.store is not None and self.journal.racks_out():
+            await self._recover(self.executor, self.store)
         # The interrupted job (running or paused when the daemon stopped) goes first: its
         # racks may be at the station and its tube in the gripper.
         interrupted = [job for job in unfinished if job.state in ("running", "paused")]
+        if self.executor is not None and self.executor.station and not interrupted:
+            # Left out by a job that ended without them going back (the store refused): no
+            # job will use them, so back they go before anything else.
+            _log.warning("racks at the station after restart, no job to resume: returning them")
+            try:
+                await self.executor.return_all("recovery")
+            except DriverError as exc:
+                _log.error("racks not returned", error=str(exc), station=self.executor.station)
         for job in unfinished:
-            self._jobs[job.job] = job
             if job not in interrupted:
                 await self.queue.put(job)
         for job in interrupted:
             await self._execute(job)
         while True:
             await self._execute(await self.queue.get())
+
+    async def _recover(self, executor: JobExecutor, store: TubeStore) -> None:
+        """Where the racks marked out are, before any job runs (retried while the store does
+        not say: no job may run without knowing)."""
+        backoff = Backoff(initial_s=5.0, max_s=60.0)
+        while True:
+            try:
+                await recover(
+                    executor=executor,
+                    journal=self.journal,
+                    store=store,
+                    store_id=store.device.id,
+                )
+                return
+            except TimeoutError:
+                _log.error(
+                    "racks out not found in the store's inventory in time: jobs wait",
+                    racks=[rack for _, rack in self.journal.racks_out()],
+                )
+                await asyncio.sleep(backoff.next_delay())
 
     async def _execute(self, job: Job) -> None:
         if self.executor is None:
