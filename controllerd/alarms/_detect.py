@@ -58,6 +58,12 @@ class Detector:
     def active(self) -> bool:
         return self._debounce.active
 
+    @property
+    def idle(self) -> bool:
+        """Neither the raw nor the debounced condition holds: no delay running, no deadline."""
+        debounce = self._debounce
+        return not debounce.raw and not debounce.active
+
     def feed(self, value: float, now: float) -> None:
         self._debounce.feed(self._raw(value, now), now)
 
@@ -179,6 +185,10 @@ class FreshnessDetector(Detector):
     @property
     def active(self) -> bool:
         return self._active
+
+    @property
+    def idle(self) -> bool:
+        return not self._active
 
     # Fed whole readings (`reading`, `failed`), never single values: `feed` does not apply.
 

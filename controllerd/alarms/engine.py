@@ -146,8 +146,15 @@ class _Device:
     freshness: FreshnessDetector
     points: dict[str, _Point] = field(default_factory=dict)
     graces: dict[str, _Grace] = field(default_factory=dict)  # keyed by the suppressed value
+    #: the points a reading feeds a value to: each with its value name and detector
+    detected: list[tuple[_Point, str, Detector]] = field(default_factory=list)
+    #: the stale-value points, with their value names
+    stale_points: list[tuple[_Point, str]] = field(default_factory=list)
     #: whether the poller reported at all: the comm-loss clock starts at its first report
     reported: bool = False
+    #: as of its last full evaluation, every alarm of the device is normal, unmasked and
+    #: published as such, every detector idle and no grace period running: see `_feed_quiet`
+    quiet: bool = False
 
 
 class AlarmEngine:
@@ -330,6 +337,11 @@ class AlarmEngine:
         )
         point.suppressible_by_grace = grace
         dev.points[alarm] = point
+        if detector is not None:
+            dev.detected.append((point, value, detector))
+        elif rule == "stale":
+            dev.stale_points.append((point, value))
+        dev.quiet = False
         return point
 
     def _sensor_point(self, dev: _Device, value: str) -> _Point:
@@ -389,6 +401,7 @@ class AlarmEngine:
         await self._tasks.close()
 
     def _restore(self, point: _Point, facts: dict[str, Any], now: float) -> None:
+        self._unquiet(point)
         st = point.state
         for key in (
             "condition",
@@ -478,6 +491,10 @@ class AlarmEngine:
             if gate is not None:
                 grace.feed(gate, now)
         stale_set = set(stale)
+        if dev.quiet and not stale_set and not reading.faults:
+            if not self._feed_quiet(dev, reading, now):
+                self._evaluate(dev, now)
+            return
         for point in dev.points.values():
             name = point.value_name
             assert name is not None
@@ -515,6 +532,74 @@ class AlarmEngine:
 
     # ------------------------------------------------------------------ evaluation
 
+    def _feed_quiet(self, dev: _Device, reading: Reading, now: float) -> bool:
+        """Feed a good reading without stale values or faults to a quiet device.
+
+        Returns True when the device stays quiet; False when the full evaluation must follow.
+        What the full path does with such a reading, cheaper: the stale and sensor-fault
+        conditions stay false, so only the values and the detectors are fed; and while every
+        detector stays idle, fresh data keeps coming and no grace period runs, no alarm of
+        the device can change, so what is left is its deadline (the freshness one, the only
+        one a quiet device has). Most readings take this path: about 20 state updates less.
+        """
+        values = reading.values
+        texts = reading.texts
+        idle = True
+        for point, name, detector in dev.detected:
+            value = values.get(name)
+            if value is not None:
+                detector.feed(value, now)
+                point.value = value
+                idle = idle and detector.idle
+            if texts and point.rule == "discrete" and name in texts:
+                point.text = f"{point.rule_text}: {texts[name]}"
+        for point, name in dev.stale_points:
+            value = values.get(name)
+            if value is not None:
+                point.value = value
+        if not idle or dev.freshness.active:
+            return False
+        for grace in dev.graces.values():
+            if grace.active(now):
+                return False
+        self._rearm_for(dev.freshness.deadline())
+        return True
+
+    @staticmethod
+    def _is_quiet(dev: _Device, now: float) -> bool:
+        """Whether every alarm of the device is normal, unmasked and published as such, every
+        detector idle and no grace period running (a grace period that is over stays over)."""
+        if not dev.comm_timer.idle or not dev.freshness.idle:
+            return False
+        if any(grace.active(now) for grace in dev.graces.values()):
+            return False
+        for point in (dev.comm, dev.fresh, *dev.points.values()):
+            st = point.state
+            if (
+                st.condition
+                or st.active
+                or not st.acked
+                or st.suppressed
+                or st.out_of_service
+                or st.shelved_until is not None
+                or point.last_state != "normal"
+                or point.last_facts != (False, True, st.occurrence)
+            ):
+                return False
+        return all(detector.idle for _point, _name, detector in dev.detected)
+
+    def _unquiet(self, point: _Point) -> None:
+        """The point changed outside an evaluation: its device must be evaluated in full."""
+        dev = self._devices.get(point.device)
+        if dev is not None:
+            dev.quiet = False
+
+    def _rearm_for(self, deadline: float | None) -> None:
+        """Wake the timer earlier when a device brings an earlier deadline."""
+        if deadline is not None and deadline < self._armed_for:
+            self._armed_for = deadline
+            self._rearm.set()
+
     def _evaluate(self, dev: _Device, now: float) -> None:
         dev.comm_timer.tick(now)
         self._set_condition(dev.comm, dev.comm_timer.active, None)
@@ -543,10 +628,8 @@ class AlarmEngine:
         for point in (dev.comm, dev.fresh):
             if point.state.shelved_until is not None:
                 self._apply(point, point.state.expire_shelve(wall))
-        deadline = self._device_deadline(dev)
-        if deadline is not None and deadline < self._armed_for:
-            self._armed_for = deadline
-            self._rearm.set()
+        dev.quiet = self._is_quiet(dev, now)
+        self._rearm_for(self._device_deadline(dev))
 
     def _evaluate_freshness(self, dev: _Device, now: float, comm_lost: bool) -> None:
         detector = dev.freshness
@@ -588,11 +671,14 @@ class AlarmEngine:
                 events = [(f"state:{state}", "system")]
             point.last_state = state
         point.last_facts = point.facts()
+        self._unquiet(point)
         self._dirty.setdefault(point.alarm, []).extend(events)
         self._generation += 1
         self._wake.set()
 
     def _device_deadline(self, dev: _Device) -> float | None:
+        if dev.quiet:
+            return dev.freshness.deadline()  # idle detectors and no grace period: no others
         deadlines: list[float] = []
         now = self._clock()
         for point in self._device_points(dev):
@@ -615,6 +701,12 @@ class AlarmEngine:
         """Re-evaluate every device now (delays, graces, shelves, silent devices)."""
         now = self._clock()
         for dev in self._devices.values():
+            if dev.quiet:
+                # Time alone changes nothing of a quiet device but its data going stale.
+                dev.freshness.tick(now)
+                if not dev.freshness.active:
+                    self._rearm_for(dev.freshness.deadline())
+                    continue
             self._evaluate(dev, now)
 
     async def _timer(self) -> None:
@@ -753,7 +845,7 @@ class AlarmEngine:
                 text=f"alarm state cannot be stored (restarts will forget it): {reason}",
             )
 
-    async def _settled(self) -> None:
+    async def settled(self) -> None:
         """Wait until what is marked so far is stored and published."""
         target = self._generation
         self._wake.set()
@@ -771,7 +863,7 @@ class AlarmEngine:
     async def ack(self, alarm: str, *, operator: str) -> dict[str, Any]:
         point = self._get(alarm)
         self._apply(point, point.state.ack(), actor=operator)
-        await self._settled()
+        await self.settled()
         return self.payload(point).model_dump()
 
     async def shelve(
@@ -787,13 +879,13 @@ class AlarmEngine:
             point.state.shelve(until=self._wall() + duration_s, reason=reason),
             actor=operator,
         )
-        await self._settled()
+        await self.settled()
         return self.payload(point).model_dump()
 
     async def unshelve(self, alarm: str, *, operator: str) -> dict[str, Any]:
         point = self._get(alarm)
         self._apply(point, point.state.unshelve(), actor=operator)
-        await self._settled()
+        await self.settled()
         return self.payload(point).model_dump()
 
 
