@@ -68,7 +68,14 @@ class Qos0Batch:
         if not buffer:
             self._loop.call_soon(self.flush)
         buffer.append(_PUBLISH | retain)
-        buffer += _remaining_length(remaining)
+        if remaining < 0x4000:  # one or two bytes: every telemetry message
+            if remaining < 0x80:
+                buffer.append(remaining)
+            else:
+                buffer.append(remaining & 0x7F | 0x80)
+                buffer.append(remaining >> 7)
+        else:
+            buffer += _remaining_length(remaining)
         buffer += header
         buffer += payload
         self._count += 1

@@ -134,7 +134,8 @@ class DevicePoller:
             await self._succeeded(reading)
         self.polls += 1
         self.last_cycle = time.monotonic()
-        self.first_cycle_done.set()
+        if self.polls == 1:
+            self.first_cycle_done.set()
 
     async def _succeeded(self, reading: Reading) -> None:
         stale = self._stale_values(reading) if self._stale_after else _NONE_STALE

@@ -127,6 +127,14 @@ class TelemetryPayload(_Payload):
 
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
+#: Entries kept in each of the caches below before they start over.
+_CACHE_MAX = 4096
+#: JSON text around a device's values, by their names (a device sends the same names every
+#: poll): '{"ts":%s,"values":{"name":%s,...},"quality":"%s"'
+_TEMPLATES: dict[tuple[str, ...], str] = {}
+#: JSON numbers by value (a device sends the same few values poll after poll; a float's repr
+#: is its costliest part). Zeros stay out: 0.0 and -0.0 are one key with two spellings.
+_NUMBERS: dict[float, str] = {}
 
 
 def telemetry_json(
@@ -142,15 +150,13 @@ def telemetry_json(
     """The `TelemetryPayload` JSON without building the model: the poller sends one every poll.
 
     Byte for byte what `TelemetryPayload(...).to_json()` gives for the same fields (compact
-    `json.dumps`, ASCII-escaped strings, values as floats), about three times faster.
+    `json.dumps`, ASCII-escaped strings, values as floats), several times faster.
     """
-    members = []
-    for name, value in values.items():
-        number = float(value)  # as pydantic would: 1 -> 1.0
-        # repr is what json writes for a finite float; NaN and infinities take json's spelling.
-        text = repr(number) if number - number == 0 else _COMPACT.encode(number)
-        members.append(f"{_quote(name)}:{text}")
-    body = f'{{"ts":{_quote(ts)},"values":{{{",".join(members)}}},"quality":"{quality}"'
+    number = _NUMBERS.get
+    numbers = [number(value) or _json_number(value) for value in values.values()]
+    names = tuple(values)
+    template = _TEMPLATES.get(names) or _template(names)
+    body = template % (_quote(ts), *numbers, quality)
     if faults:
         body += ',"faults":' + _COMPACT.encode(dict(faults))
     if stale:
@@ -160,6 +166,25 @@ def telemetry_json(
     if texts:
         body += ',"texts":' + _COMPACT.encode(dict(texts))
     return (body + "}").encode()
+
+
+def _json_number(value: float) -> str:
+    number = float(value)  # as pydantic would: 1 -> 1.0
+    # repr is what json writes for a finite float; NaN and infinities take json's spelling.
+    text = repr(number) if number - number == 0 else _COMPACT.encode(number)
+    if number:
+        if len(_NUMBERS) >= _CACHE_MAX:
+            _NUMBERS.clear()
+        _NUMBERS[value] = text
+    return text
+
+
+def _template(names: tuple[str, ...]) -> str:
+    members = ",".join(_quote(name).replace("%", "%%") + ":%s" for name in names)
+    if len(_TEMPLATES) >= _CACHE_MAX:
+        _TEMPLATES.clear()
+    template = _TEMPLATES[names] = '{"ts":%s,"values":{' + members + '},"quality":"%s"'
+    return template
 
 
 AlarmStateName = Literal[

@@ -29,7 +29,8 @@ class _Debounce:
         if raw != self.raw:
             self.raw = raw
             self._raw_since = now
-        self.tick(now)
+        if raw != self.active:
+            self.tick(now)
 
     def tick(self, now: float) -> None:
         if self.raw != self.active:
@@ -67,6 +68,15 @@ class Detector:
     def feed(self, value: float, now: float) -> None:
         self._debounce.feed(self._raw(value, now), now)
 
+    def feed_idle(self, value: float, now: float) -> bool:
+        """`feed` for an idle detector (the caller knows it is); whether it is still idle.
+
+        The same as `feed` then `idle`, cheaper where a value can be seen to change nothing:
+        a healthy device's every poll feeds every detector.
+        """
+        self.feed(value, now)
+        return self.idle
+
     def tick(self, now: float) -> None:
         self._debounce.tick(now)
 
@@ -94,6 +104,13 @@ class LimitDetector(Detector):
         if self._high:
             return value > self.limit - band
         return value < self.limit + band
+
+    def feed_idle(self, value: float, now: float) -> bool:
+        # Idle, no deadband applies: a value on the safe side of the limit changes nothing.
+        assert self.limit is not None
+        if value > self.limit if self._high else value < self.limit:
+            return super().feed_idle(value, now)
+        return True
 
 
 class RateDetector(Detector):
@@ -141,6 +158,11 @@ class DiscreteDetector(Detector):
     def _raw(self, value: float, now: float) -> bool:
         return value == self.limit
 
+    def feed_idle(self, value: float, now: float) -> bool:
+        if value == self.limit:
+            return super().feed_idle(value, now)
+        return True  # idle and still not in its state: nothing changes
+
 
 class TimeoutDetector(Detector):
     """Active once `after_s` passed since the last `ok()` (communication loss)."""
@@ -179,6 +201,8 @@ class FreshnessDetector(Detector):
         self.after_s = after_s
         self.last_reading = now
         self.last_seen = dict.fromkeys(watched, now)
+        #: the earliest of `last_reading` and `last_seen`, kept as they change
+        self._oldest = now
         self.failing = False
         self._active = False
 
@@ -196,12 +220,15 @@ class FreshnessDetector(Detector):
         """A successful poll: its values, and those it has but could not measure (a sensor
         fault is the sensor-fault alarm's business, not stale data)."""
         self.failing = False
-        self.last_reading = now
+        self.last_reading = oldest = now
         seen = self.last_seen
-        for name in seen:
+        for name, seen_at in seen.items():
             if name in values or name in faults:
-                seen[name] = now
-        self.tick(now)
+                seen[name] = now  # an existing key: the iteration goes on
+            elif seen_at < oldest:
+                oldest = seen_at
+        self._oldest = oldest
+        self._active = now - oldest >= self.after_s  # what `tick` says, not failing
 
     def failed(self, now: float) -> None:
         self.failing = True
@@ -211,20 +238,17 @@ class FreshnessDetector(Detector):
         """Watched values not seen for `after_s`."""
         return [name for name, t in self.last_seen.items() if now - t >= self.after_s]
 
-    def _oldest(self) -> float:
-        return min((self.last_reading, *self.last_seen.values()))
-
     def tick(self, now: float) -> None:
-        self._active = not self.failing and now - self._oldest() >= self.after_s
+        self._active = not self.failing and now - self._oldest >= self.after_s
 
     def deadline(self) -> float | None:
         if self.failing or self._active:
             return None
-        return self._oldest() + self.after_s
+        return self._oldest + self.after_s
 
     def restore_active(self) -> None:
         """After a restart with the data stale: stale until fresh data proves otherwise."""
-        self.last_reading = -math.inf
+        self.last_reading = self._oldest = -math.inf
         for name in self.last_seen:
             self.last_seen[name] = -math.inf
         self._active = True

@@ -548,9 +548,9 @@ class AlarmEngine:
         for point, name, detector in dev.detected:
             value = values.get(name)
             if value is not None:
-                detector.feed(value, now)
+                if not detector.feed_idle(value, now):
+                    idle = False
                 point.value = value
-                idle = idle and detector.idle
             if texts and point.rule == "discrete" and name in texts:
                 point.text = f"{point.rule_text}: {texts[name]}"
         for point, name in dev.stale_points:

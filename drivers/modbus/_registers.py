@@ -224,21 +224,35 @@ def decode_block(block: ReadBlock, words: Sequence[int]) -> tuple[dict[str, floa
 
     Same results as `decode_value` on each register, in one pass: every poll decodes every block.
     """
+    values: dict[str, float] = {}
+    faults: dict[str, str] = {}
+    decode_block_into(block, words, values, faults)
+    return values, faults
+
+
+def decode_block_into(
+    block: ReadBlock, words: Sequence[int], values: dict[str, float], faults: dict[str, str]
+) -> None:
+    """`decode_block` adding to a device's `values` and `faults` (one pair for all its blocks)."""
     if len(words) != block.count:
         raise ValueError(
             f"expected {block.count} registers from {block.table} {block.start}, got {len(words)}"
         )
-    return block._plan.decode(words)
+    block._plan.decode(words, values, faults)
 
 
 #: How a raw value from the block's struct becomes a value (see `_DecodePlan`).
-_INT, _INT_AS_IS, _FLOAT, _SWAPPED_UINT, _SWAPPED_INT, _SWAPPED_FLOAT = range(6)
+_INT, _INT_AS_IS, _INT_DIVIDED, _FLOAT, _SWAPPED_UINT, _SWAPPED_INT, _SWAPPED_FLOAT = range(7)
+#: Scales 10**-d and their divisors: `raw / 10**d` is exactly `round(raw * 10**-d, d)` for
+#: every 32-bit raw value (the quotient is the double nearest to the d-decimal result, which
+#: is what `round` returns), and one division is several times cheaper than `round`.
+_DIVISORS = {float(f"1e-{d}"): float(10**d) for d in range(1, 6)}
 _SWAPPED = {"uint32": _SWAPPED_UINT, "int32": _SWAPPED_INT, "float32": _SWAPPED_FLOAT}
 _FORMATS = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f"}
 _FLOAT32 = Struct(">f")
 _UINT32 = Struct(">I")
 
-#: name, how (`_INT`...), scale, offset, decimals, fault codes
+#: name, how (`_INT`...), scale (the divisor for `_INT_DIVIDED`), offset, decimals, fault codes
 _Step = tuple[str, int, float, float, int, tuple[int, ...]]
 
 
@@ -274,17 +288,22 @@ class _DecodePlan:
             else:
                 fmt.append(_FORMATS[spec.type])
                 how = _FLOAT if spec.type == "float32" else _INT
-            if how == _INT and spec.scale == 1 and spec.offset == 0:
-                how = _INT_AS_IS
-            steps.append((spec.name, how, spec.scale, spec.offset, spec.decimals, spec.fault_codes))
+            scale = spec.scale
+            if how == _INT and spec.offset == 0:
+                if scale == 1:
+                    how = _INT_AS_IS
+                elif scale in _DIVISORS:
+                    how, scale = _INT_DIVIDED, _DIVISORS[scale]
+            steps.append((spec.name, how, scale, spec.offset, spec.decimals, spec.fault_codes))
         fmt.append("xx" * (block.start + block.count - position))
         return cls(block, tuple(steps), "".join(fmt))
 
-    def decode(self, words: Sequence[int]) -> tuple[dict[str, float], dict[str, str]]:
-        values: dict[str, float] = {}
-        faults: dict[str, str] = {}
+    def decode(
+        self, words: Sequence[int], values: dict[str, float], faults: dict[str, str]
+    ) -> None:
         if self._steps is None:
-            return self._decode_each(words, values, faults)
+            self._decode_each(words, values, faults)
+            return
         try:
             data = self._words.pack(*words)
         except struct.error:  # words outside 0..65535: only their low 16 bits count
@@ -293,6 +312,16 @@ class _DecodePlan:
         for (name, how, scale, offset, decimals, fault_codes), raw in zip(
             self._steps, self._raws.unpack(data), strict=True
         ):
+            if how <= _INT_DIVIDED:  # 16-bit and big-endian 32-bit integers: most values
+                if raw in fault_codes:
+                    faults[name] = str(SensorFault(name, int(raw)))
+                elif how == _INT_DIVIDED:
+                    values[name] = raw / scale  # `scale` holds the divisor
+                elif how == _INT_AS_IS:
+                    values[name] = float(raw)
+                else:
+                    values[name] = round(raw * scale + offset, decimals)
+                continue
             if how >= _SWAPPED_UINT:
                 whole = int(raw)
                 raw = ((whole & 0xFFFF) << 16) | (whole >> 16)
@@ -308,15 +337,12 @@ class _DecodePlan:
                 values[name] = float(f"{raw * scale + offset:.7g}")
             elif raw in fault_codes:
                 faults[name] = str(SensorFault(name, int(raw)))
-            elif how == _INT_AS_IS:
-                values[name] = float(raw)
             else:
                 values[name] = round(raw * scale + offset, decimals)
-        return values, faults
 
     def _decode_each(
         self, words: Sequence[int], values: dict[str, float], faults: dict[str, str]
-    ) -> tuple[dict[str, float], dict[str, str]]:
+    ) -> None:
         block = self._block
         for spec in block.registers:
             offset = spec.address - block.start
@@ -324,7 +350,6 @@ class _DecodePlan:
                 values[spec.name] = decode_value(spec, words[offset : offset + spec.width])
             except SensorFault as exc:
                 faults[spec.name] = str(exc)
-        return values, faults
 
 
 def encode_value(spec: RegisterSpec, value: float) -> list[int]:

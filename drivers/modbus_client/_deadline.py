@@ -17,7 +17,7 @@ import asyncio
 class LazyDeadline:
     """The outer bound of one exchange at a time (the link's lock guarantees that)."""
 
-    __slots__ = ("_at", "_cancelling", "_fired", "_task", "_timer")
+    __slots__ = ("_at", "_cancelling", "_fired", "_task", "_timer", "_timer_at")
 
     def __init__(self) -> None:
         self._task: asyncio.Task[object] | None = None
@@ -25,6 +25,7 @@ class LazyDeadline:
         self._cancelling = 0
         self._fired = False
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # when `_timer` fires
 
     def arm(self, budget_s: float) -> None:
         """Bound what the current task does until `disarm` to `budget_s` from now."""
@@ -36,11 +37,12 @@ class LazyDeadline:
         self._fired = False
         self._at = loop.time() + budget_s
         timer = self._timer
-        if timer is not None and timer.when() > self._at:
+        if timer is not None and self._timer_at > self._at:
             timer.cancel()  # a shorter budget than the pending timer's
             timer = None
         if timer is None:
             self._timer = loop.call_at(self._at, self._expire)
+            self._timer_at = self._at
 
     def disarm(self, exc: BaseException | None) -> bool:
         """End the bound; True when it expired and `exc` is the cancellation it caused."""
@@ -65,6 +67,7 @@ class LazyDeadline:
         loop = asyncio.get_running_loop()
         if loop.time() < self._at:
             self._timer = loop.call_at(self._at, self._expire)
+            self._timer_at = self._at
             return
         self._fired = True
         task.cancel()

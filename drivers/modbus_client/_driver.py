@@ -8,7 +8,7 @@ from drivers._errors import InvalidRequest, ProtocolError
 from drivers._interface import Reading
 from drivers.modbus import (
     RegisterSpec,
-    decode_block,
+    decode_block_into,
     encode_value,
     plan_reads,
     values_by_name,
@@ -27,6 +27,7 @@ class ModbusDriver:
         self._unit_id = unit_id
         self._by_name = values_by_name(registers)
         self._blocks = plan_reads(registers)
+        self._reads = link.prepare_reads(self._blocks, unit_id=unit_id)
 
     @property
     def device_id(self) -> str:
@@ -41,19 +42,16 @@ class ModbusDriver:
 
     async def read(self) -> Reading:
         blocks = self._blocks
-        words = await self._link.read_blocks(blocks, unit_id=self._unit_id, device=self._device_id)
+        words = await self._link.read(self._reads, device=self._device_id)
         values: dict[str, float] = {}
         faults: dict[str, str] = {}
         for block, block_words in zip(blocks, words, strict=True):
             try:
-                block_values, block_faults = decode_block(block, block_words)
+                decode_block_into(block, block_words, values, faults)
             except ValueError as exc:
                 raise ProtocolError(
                     str(exc), device=self._device_id, operation=block.operation
                 ) from exc
-            values.update(block_values)
-            if block_faults:
-                faults.update(block_faults)
         return Reading(values=values, faults=faults)
 
     async def write(self, name: str, value: float) -> None:

@@ -4,9 +4,10 @@ The link owns what the protocol needs around pymodbus: one lock so a shared RS-4
 one exchange at a time, the silent gap between frames, a timeout around every call, reconnects
 with capped jittered backoff, and translation of pymodbus errors into the drivers' tree.
 
-A device read (`read_blocks`) is the poll path's hot spot: all its blocks go out under one
-lock acquisition and one outer bound (`LazyDeadline`, no timer per read); pymodbus still times
-every attempt of every request.
+A device read (`read`) is the poll path's hot spot: all its blocks go out under one lock
+acquisition and one outer bound (`LazyDeadline`, no timer per read), as request PDUs built once
+(`prepare_reads`) and handed to pymodbus's transaction layer, which still frames, retries and
+times every attempt of every request.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import termios
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -24,6 +26,8 @@ from pymodbus import ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException
 from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 from serial import SerialException
 
 from drivers._backoff import Backoff
@@ -60,6 +64,20 @@ _EXCEPTION_NAMES = {
     10: "gateway path unavailable",
     11: "gateway target device failed to respond",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedReads:
+    """One unit's read blocks with their pymodbus request PDUs, built once (`prepare_reads`).
+
+    The PDUs are reused by every read: the link's lock lets one exchange at a time use them,
+    and pymodbus stamps each with its transaction id when it sends it.
+    """
+
+    blocks: tuple[ReadBlock, ...]
+    requests: tuple[ModbusPDU, ...]
+    #: the outer bound of one read: every block's retries, plus a second
+    budget_s: float
 
 
 class ModbusLink:
@@ -231,46 +249,59 @@ class ModbusLink:
         self, *, table: RegisterTable, start: int, count: int, unit_id: int, device: str
     ) -> list[int]:
         """Read `count` registers of `table` from `start` on `unit_id`."""
-        (words,) = await self.read_blocks(
-            [ReadBlock(table, start, count, ())], unit_id=unit_id, device=device
-        )
+        reads = self.prepare_reads([ReadBlock(table, start, count, ())], unit_id=unit_id)
+        (words,) = await self.read(reads, device=device)
         return list(words)
 
-    async def read_blocks(
-        self, blocks: Sequence[ReadBlock], *, unit_id: int, device: str
-    ) -> list[Sequence[int]]:
-        """Read each block's registers from `unit_id`, in one turn on the line.
+    def prepare_reads(self, blocks: Sequence[ReadBlock], *, unit_id: int) -> PreparedReads:
+        """The requests that read `blocks` from `unit_id`, for `read`."""
+        requests = tuple(
+            (
+                ReadHoldingRegistersRequest
+                if block.table == "holding"
+                else ReadInputRegistersRequest
+            )(address=block.start, count=block.count, dev_id=unit_id)
+            for block in blocks
+        )
+        cfg = self._config
+        budget_s = len(blocks) * cfg.timeout_s * (cfg.retries + 1) + 1.0
+        return PreparedReads(blocks=tuple(blocks), requests=requests, budget_s=budget_s)
+
+    async def read(self, reads: PreparedReads, *, device: str) -> list[Sequence[int]]:
+        """Read each block's registers, in one turn on the line.
 
         One device read takes the lock once and runs under one outer bound (the sum of the
         blocks' budgets, a `LazyDeadline`): pymodbus still times every attempt, and the gap
         precedes every frame.
         """
-        cfg = self._config
         words: list[Sequence[int]] = []
         operation = "read"
-        async with self._lock:
-            if not self.connected:
-                await self._ensure_open(device)
+        gap_s = self._gap_s
+        # `async with` would add two coroutines per read: acquire and release spelled out.
+        await self._lock.acquire()
+        try:
             client = self._client
-            assert client is not None
+            if client is None or not client.ctx.transport:  # `connected`, one call less
+                await self._ensure_open(device)
+                client = self._client
+                assert client is not None
+            transaction = client.ctx
             # pymodbus times each attempt; this outer bound catches anything that hangs.
-            self._deadline.arm(len(blocks) * cfg.timeout_s * (cfg.retries + 1) + 1.0)
+            self._deadline.arm(reads.budget_s)
             try:
-                for block in blocks:
+                for block, request in zip(reads.blocks, reads.requests, strict=True):
                     operation = block.operation
-                    read = (
-                        client.read_holding_registers
-                        if block.table == "holding"
-                        else client.read_input_registers
-                    )
-                    if self._gap_s:
+                    if not transaction.transport:  # what the client's own methods check
+                        raise ConnectionException(f"Not connected[{client!s}]")
+                    if gap_s:
                         await self._quiet()
                     try:
-                        response = await read(block.start, count=block.count, device_id=unit_id)
+                        response = await transaction.execute(False, request)
                     finally:
-                        if self._gap_s:
+                        if gap_s:
                             self._last_frame_end = time.monotonic()
-                    self._check(response, device=device, operation=operation)
+                    if response.isError():
+                        self._check(response, device=device, operation=operation)
                     registers: Sequence[int] = response.registers
                     if len(registers) != block.count:
                         raise ProtocolError(
@@ -288,6 +319,8 @@ class ModbusLink:
                     raise self._translate(exc, device=device, operation=operation) from exc
                 raise
             self._deadline.disarm(None)
+        finally:
+            self._lock.release()
         return words
 
     async def write_registers(

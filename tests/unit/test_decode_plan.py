@@ -33,7 +33,7 @@ def register_maps(draw: st.DrawFn) -> list[RegisterSpec]:
                 table=draw(st.sampled_from(["holding", "input"])),
                 type=type_,
                 word_order=draw(st.sampled_from(["big", "little"])),
-                scale=draw(st.sampled_from([1.0, 0.1, 0.01, 2.0, -0.5])),
+                scale=draw(st.sampled_from([1.0, 0.1, 0.01, 0.001, 1e-05, 2.0, -0.5])),
                 offset=draw(st.sampled_from([0.0, -40.0, 0.5])),
                 fault_codes=(32767,) if type_ in ("int16", "uint16", "int32", "uint32") else (),
             )

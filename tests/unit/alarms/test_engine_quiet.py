@@ -13,7 +13,7 @@ import tempfile
 from typing import Any
 from unittest import mock
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from controllerd.alarms import AlarmCommandError
@@ -145,7 +145,10 @@ class _Side:
 
 TEMPERATURES = st.one_of(
     st.none(),
-    st.sampled_from([-80.0, -75.0, -71.0, -70.5, -70.0, -69.0, -61.0, -59.0, -89.5, -91.0]),
+    # each limit (high -70, high_high -60, low -90), just inside and just past it
+    st.sampled_from(
+        [-80.0, -75.0, -71.0, -70.5, -70.0, -69.9, -69.0, -60.0, -59.9, -89.5, -90.0, -90.1, -91.0]
+    ),
 )
 DT = st.sampled_from([0.0, 0.5, 1.0, 3.0, 6.0, 25.0, 45.0])
 #: a calm reading, the quiet path's case (some after long gaps: shelves and delays run out)
@@ -157,7 +160,17 @@ CALM = st.tuples(
     st.just(False),
     st.sampled_from(["", "", "", "door jammed"]),
 )
+#: a calm device's first reading past a limit (or just inside it)
+NUDGE = st.tuples(
+    st.just("reading"),
+    st.just(1.0),
+    st.sampled_from([-70.0, -69.9, -60.0, -59.9, -90.0, -90.1]),
+    st.just(0.0),
+    st.just(False),
+    st.just(""),
+)
 ACTIONS = st.one_of(
+    NUDGE,
     st.tuples(
         st.just("reading"),
         DT,
@@ -182,8 +195,31 @@ ACTIONS = st.one_of(
 _STAMP = ["start"]
 
 
-@settings(max_examples=300, deadline=None)
+_CALM = ("reading", 1.0, -80.0, 0.0, False, "")
+
+
+@settings(max_examples=200, deadline=None)
 @given(actions=st.lists(ACTIONS, max_size=60), door_rule=st.booleans())
+# a calm device's alarm shelved by an operator, the shelve running out during calm readings
+@example(
+    actions=[
+        _CALM,
+        _CALM,
+        ("shelve", 0.0, "f1.temperature_c.high"),
+        (*_CALM[:1], 35.0, *_CALM[2:]),
+    ],
+    door_rule=True,
+).via("the shelve on a quiet device")
+# a calm device's door opening a grace period (no door alarm of its own), then a warm reading
+@example(
+    actions=[
+        _CALM,
+        _CALM,
+        ("reading", 1.0, -80.0, 1.0, False, ""),
+        ("reading", 1.0, -65.0, 0.0, False, ""),
+    ],
+    door_rule=False,
+).via("the grace period on a quiet device")
 def test_the_quiet_path_does_what_the_full_evaluation_does(
     actions: list[Any], door_rule: bool
 ) -> None:
