@@ -120,25 +120,29 @@ class RateDetector(Detector):
         super().__init__(
             on_delay_s=rule.on_delay_s, off_delay_s=rule.off_delay_s, limit=rule.limit_per_min
         )
-        self._rule = rule
+        # The rule's fields as plain attributes: read every poll, cheaper than the model's.
+        self._window_s = rule.window_s
+        self._limit_per_min = rule.limit_per_min
+        self._direction = rule.direction
         self._samples: deque[tuple[float, float]] = deque()
         self.rate_per_min: float | None = None
 
     def _raw(self, value: float, now: float) -> bool:
         samples = self._samples
         samples.append((now, value))
-        while len(samples) > 2 and now - samples[1][0] >= self._rule.window_s:
+        window_s = self._window_s
+        while len(samples) > 2 and now - samples[1][0] >= window_s:
             samples.popleft()
         t0, v0 = samples[0]
-        if now - t0 < self._rule.window_s / 2:
+        if now - t0 < window_s / 2:
             self.rate_per_min = None
             return self._debounce.raw
         rate = (value - v0) / (now - t0) * 60.0
         self.rate_per_min = rate
-        limit = self._rule.limit_per_min
-        if self._rule.direction == "rise":
+        limit = self._limit_per_min
+        if self._direction == "rise":
             return rate > limit
-        if self._rule.direction == "fall":
+        if self._direction == "fall":
             return rate < -limit
         return abs(rate) > limit
 

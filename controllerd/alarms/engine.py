@@ -110,9 +110,16 @@ class _Grace:
     opened_at: float | None = None
     closed_at: float | None = None
     opened_for: float = 0.0
+    #: the rule's value and its open state, as plain attributes (read every poll)
+    gate: str = field(init=False)
+    open_when: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate = self.rule.value
+        self.open_when = self.rule.active_when
 
     def feed(self, value: float, now: float) -> None:
-        is_open = value == self.rule.active_when
+        is_open = value == self.open_when
         if is_open and self.opened_at is None:
             self.opened_at, self.closed_at = now, None
         elif not is_open and self.opened_at is not None:
@@ -487,7 +494,7 @@ class AlarmEngine:
         dev.comm_timer.ok(now)
         dev.freshness.reading(reading.values, reading.faults, now)
         for grace in dev.graces.values():
-            gate = reading.values.get(grace.rule.value)
+            gate = reading.values.get(grace.gate)
             if gate is not None:
                 grace.feed(gate, now)
         stale_set = set(stale)

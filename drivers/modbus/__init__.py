@@ -6,6 +6,7 @@ No I/O here (the simulators reuse it); the driver on pymodbus is `drivers.modbus
 from drivers.modbus._config import ModbusLinkConfig, ModbusRtuConfig, ModbusTcpConfig
 from drivers.modbus._registers import (
     MAX_READ_REGISTERS,
+    MapDecoder,
     ReadBlock,
     RegisterSpec,
     RegisterTable,
@@ -24,6 +25,7 @@ from drivers.modbus._registers import (
 
 __all__ = [
     "MAX_READ_REGISTERS",
+    "MapDecoder",
     "ModbusLinkConfig",
     "ModbusRtuConfig",
     "ModbusTcpConfig",

@@ -14,6 +14,7 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import chain
 from struct import Struct
 from typing import Literal
 
@@ -152,7 +153,7 @@ class ReadBlock:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "operation", f"read {self.table} {self.start}")
-        object.__setattr__(self, "_plan", _DecodePlan.of(self))
+        object.__setattr__(self, "_plan", _DecodePlan.of((self,)))
 
 
 def plan_reads(registers: Iterable[RegisterSpec]) -> list[ReadBlock]:
@@ -238,7 +239,31 @@ def decode_block_into(
         raise ValueError(
             f"expected {block.count} registers from {block.table} {block.start}, got {len(words)}"
         )
-    block._plan.decode(words, values, faults)
+    block._plan.decode((words,), values, faults)
+
+
+class MapDecoder:
+    """Decodes all the read blocks of a device (as `plan_reads` made them) in one pass.
+
+    What `decode_block` on each block gives, merged, with one struct round trip for the whole
+    map: every poll decodes every block. A ValueError does not say which block held the bad
+    value; `decode_block` on each does.
+    """
+
+    __slots__ = ("_counts", "_plan")
+
+    def __init__(self, blocks: Sequence[ReadBlock]) -> None:
+        self._counts = [block.count for block in blocks]
+        self._plan = _DecodePlan.of(tuple(blocks))
+
+    def decode(self, words: Sequence[Sequence[int]]) -> tuple[dict[str, float], dict[str, str]]:
+        """(values, faults) from each block's words, in the blocks' order."""
+        if [*map(len, words)] != self._counts:
+            raise ValueError(f"expected {self._counts} registers, got {[*map(len, words)]}")
+        values: dict[str, float] = {}
+        faults: dict[str, str] = {}
+        self._plan.decode(words, values, faults)
+        return values, faults
 
 
 #: How a raw value from the block's struct becomes a value (see `_DecodePlan`).
@@ -257,29 +282,39 @@ _Step = tuple[str, int, float, float, int, tuple[int, ...]]
 
 
 class _DecodePlan:
-    """A whole block in one `struct.unpack` (one raw value per register), then scaling.
+    """Whole blocks in one `struct.unpack` (one raw value per register), then scaling.
 
     32-bit values stored low word first are unpacked as one big-endian 32-bit word and have
     their halves swapped here. Blocks whose registers overlap (a map `check_register_map`
     rejects) cannot be read in one pass; they fall back to `decode_value` register by register.
     """
 
-    __slots__ = ("_block", "_raws", "_steps", "_words")
+    __slots__ = ("_blocks", "_raws", "_steps", "_words")
 
-    def __init__(self, block: ReadBlock, steps: tuple[_Step, ...] | None, raws: str) -> None:
-        self._block = block
+    def __init__(
+        self, blocks: tuple[ReadBlock, ...], steps: tuple[_Step, ...] | None, raws: str
+    ) -> None:
+        self._blocks = blocks
         self._steps = steps
-        self._words = Struct(f">{block.count}H")
+        self._words = Struct(f">{sum(block.count for block in blocks)}H")
         self._raws = Struct(raws)
 
     @classmethod
-    def of(cls, block: ReadBlock) -> _DecodePlan:
+    def of(cls, blocks: tuple[ReadBlock, ...]) -> _DecodePlan:
         fmt = [">"]
         steps: list[_Step] = []
+        for block in blocks:
+            if not cls._plan_block(block, fmt, steps):
+                return cls(blocks, None, ">")
+        return cls(blocks, tuple(steps), "".join(fmt))
+
+    @staticmethod
+    def _plan_block(block: ReadBlock, fmt: list[str], steps: list[_Step]) -> bool:
+        """Add the block's formats and steps; False when its registers overlap."""
         position = block.start
         for spec in block.registers:
             if spec.address < position:
-                return cls(block, None, ">")
+                return False
             fmt.append("xx" * (spec.address - position))
             position = spec.address + spec.width
             if spec.width == 2 and spec.word_order == "little":
@@ -296,18 +331,20 @@ class _DecodePlan:
                     how, scale = _INT_DIVIDED, _DIVISORS[scale]
             steps.append((spec.name, how, scale, spec.offset, spec.decimals, spec.fault_codes))
         fmt.append("xx" * (block.start + block.count - position))
-        return cls(block, tuple(steps), "".join(fmt))
+        return True
 
     def decode(
-        self, words: Sequence[int], values: dict[str, float], faults: dict[str, str]
+        self, words: Sequence[Sequence[int]], values: dict[str, float], faults: dict[str, str]
     ) -> None:
+        """Each block's words (counts checked by the caller) into `values` and `faults`."""
         if self._steps is None:
-            self._decode_each(words, values, faults)
+            for block, block_words in zip(self._blocks, words, strict=True):
+                self._decode_each(block, block_words, values, faults)
             return
         try:
-            data = self._words.pack(*words)
+            data = self._words.pack(*chain.from_iterable(words))
         except struct.error:  # words outside 0..65535: only their low 16 bits count
-            data = self._words.pack(*(word & 0xFFFF for word in words))
+            data = self._words.pack(*(word & 0xFFFF for word in chain.from_iterable(words)))
         raw: int | float
         for (name, how, scale, offset, decimals, fault_codes), raw in zip(
             self._steps, self._raws.unpack(data), strict=True
@@ -340,10 +377,10 @@ class _DecodePlan:
             else:
                 values[name] = round(raw * scale + offset, decimals)
 
+    @staticmethod
     def _decode_each(
-        self, words: Sequence[int], values: dict[str, float], faults: dict[str, str]
+        block: ReadBlock, words: Sequence[int], values: dict[str, float], faults: dict[str, str]
     ) -> None:
-        block = self._block
         for spec in block.registers:
             offset = spec.address - block.start
             try:

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from drivers._errors import InvalidRequest, ProtocolError
 from drivers._interface import Reading
 from drivers.modbus import (
+    MapDecoder,
     RegisterSpec,
-    decode_block_into,
+    decode_block,
     encode_value,
     plan_reads,
     values_by_name,
@@ -28,6 +29,7 @@ class ModbusDriver:
         self._by_name = values_by_name(registers)
         self._blocks = plan_reads(registers)
         self._reads = link.prepare_reads(self._blocks, unit_id=unit_id)
+        self._decoder = MapDecoder(self._blocks)
 
     @property
     def device_id(self) -> str:
@@ -41,18 +43,23 @@ class ModbusDriver:
         return None
 
     async def read(self) -> Reading:
-        blocks = self._blocks
         words = await self._link.read(self._reads, device=self._device_id)
-        values: dict[str, float] = {}
-        faults: dict[str, str] = {}
-        for block, block_words in zip(blocks, words, strict=True):
-            try:
-                decode_block_into(block, block_words, values, faults)
-            except ValueError as exc:
-                raise ProtocolError(
-                    str(exc), device=self._device_id, operation=block.operation
-                ) from exc
+        try:
+            values, faults = self._decoder.decode(words)
+        except ValueError as exc:
+            raise self._decode_error(words, exc) from exc
         return Reading(values=values, faults=faults)
+
+    def _decode_error(self, words: list[Sequence[int]], exc: ValueError) -> ProtocolError:
+        """The error naming the block that held the undecodable value."""
+        for block, block_words in zip(self._blocks, words, strict=True):
+            try:
+                decode_block(block, block_words)
+            except ValueError as block_exc:
+                return ProtocolError(
+                    str(block_exc), device=self._device_id, operation=block.operation
+                )
+        return ProtocolError(str(exc), device=self._device_id, operation="read")
 
     async def write(self, name: str, value: float) -> None:
         spec = self._by_name.get(name)

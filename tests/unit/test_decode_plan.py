@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from drivers import ProtocolError
 from drivers.modbus import (
+    MapDecoder,
     ReadBlock,
     RegisterSpec,
     SensorFault,
@@ -16,6 +18,7 @@ from drivers.modbus import (
     decode_value,
     plan_reads,
 )
+from drivers.modbus_client import ModbusDriver
 
 TYPES = ["int16", "uint16", "int32", "uint32", "float32"]
 
@@ -81,3 +84,60 @@ def test_overlapping_registers_decode_one_by_one() -> None:
     block = ReadBlock("holding", 0, 2, (wide, low))
     assert decode_block(block, [0, 5]) == ({"wide": 5.0, "low": 5.0}, {})
     assert decode_block(block, [1, 7]) == ({"wide": 65543.0}, {"low": "low: sensor fault code 7"})
+
+
+@given(registers=register_maps(), data=st.data())
+def test_map_decoder_matches_decode_block_on_each_block(
+    registers: list[RegisterSpec], data: st.DataObject
+) -> None:
+    blocks = plan_reads(registers)
+    words = [
+        data.draw(st.lists(st.integers(0, 0xFFFF), min_size=b.count, max_size=b.count))
+        for b in blocks
+    ]
+    expected_values: dict[str, float] = {}
+    expected_faults: dict[str, str] = {}
+    try:
+        for block, block_words in zip(blocks, words, strict=True):
+            values, faults = decode_block(block, block_words)
+            expected_values.update(values)
+            expected_faults.update(faults)
+    except ValueError:
+        with pytest.raises(ValueError, match="not a number"):
+            MapDecoder(blocks).decode(words)
+        return
+    values, faults = MapDecoder(blocks).decode(words)
+    assert list(values) == list(expected_values)  # the blocks' order, as telemetry lists them
+    assert faults == expected_faults
+    for name, value in values.items():
+        assert value == expected_values[name] or (
+            math.isnan(value) and math.isnan(expected_values[name])
+        )
+
+
+def test_map_decoder_refuses_a_block_of_the_wrong_size() -> None:
+    blocks = plan_reads([RegisterSpec(name="a", address=0), RegisterSpec(name="b", address=20)])
+    assert [b.count for b in blocks] == [1, 1]
+    with pytest.raises(ValueError, match=r"expected \[1, 1\] registers, got \[2, 0\]"):
+        MapDecoder(blocks).decode([[1, 2], []])
+
+
+async def test_the_driver_names_the_block_holding_an_undecodable_value() -> None:
+    registers = [
+        RegisterSpec(name="setpoint_c", address=0, table="holding"),
+        RegisterSpec(name="temperature_c", address=0, table="input", type="float32"),
+    ]
+
+    class Link:
+        """What the driver asks of its link, answering a NaN in the input block."""
+
+        def prepare_reads(self, blocks: list[ReadBlock], *, unit_id: int) -> list[ReadBlock]:
+            return blocks
+
+        async def read(self, reads: list[ReadBlock], *, device: str) -> list[list[int]]:
+            return [[5], [0x7FC0, 0]]  # float32 NaN
+
+    driver = ModbusDriver(device_id="f1", link=Link(), unit_id=1, registers=registers)  # type: ignore[arg-type]
+    with pytest.raises(ProtocolError, match="temperature_c: register holds nan") as raised:
+        await driver.read()
+    assert raised.value.operation == "read input 0"
