@@ -5,7 +5,7 @@ thread: importing numba and loading the compiled kernels takes about a second, w
 than a first plan may wait. This search builds a nearest-neighbour tour and improves it with
 first-improvement 2-opt sweeps (symmetric matrices only), each step vectorised over the whole
 tour, until a short budget runs out. It is several percent above the full search, always valid,
-and deterministic for a given matrix and budget that does not cut it short.
+and deterministic for a given matrix and budget that does not cut it short (or no time limit).
 
 `numpy_only()` switches `search_tour` to it for the current context (thread or task).
 """
@@ -13,6 +13,7 @@ and deterministic for a given matrix and budget that does not cut it short.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -90,8 +91,13 @@ def _two_opt_pass(D: NDArray[np.int32], tour: NDArray[np.int32], deadline: float
 def cold_tour(
     D: NDArray[np.int32], *, symmetric: bool, budget_s: float, last_fixed: bool
 ) -> tuple[NDArray[np.int32], int]:
-    """A closed tour from node 0 and its cost: nearest neighbour, then 2-opt while time lasts."""
-    deadline = time.perf_counter() + min(max(budget_s, 0.0), MAX_BUDGET_S)
+    """A closed tour from node 0 and its cost: nearest neighbour, then 2-opt while time lasts.
+
+    The time is cut to `MAX_BUDGET_S`, except that an infinite budget (`plan(budget_ms=None)`)
+    runs the sweeps until 2-opt finds nothing: the same tour however busy the machine.
+    """
+    limit_s = budget_s if budget_s == math.inf else min(max(budget_s, 0.0), MAX_BUDGET_S)
+    deadline = time.perf_counter() + limit_s
     tour = _nearest_neighbour(D, last_fixed)
     if symmetric and tour.shape[0] >= 4:
         while _two_opt_pass(D, tour, deadline):

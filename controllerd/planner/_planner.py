@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from controllerd.planner._carrier import solve_carrier
 from controllerd.planner._model import (
     CarrierProblem,
@@ -17,10 +19,18 @@ from controllerd.planner._route import solve_route
 DEFAULT_BUDGET_MS = 1000.0
 
 
+def _budget_s(budget_ms: float | None, max_iterations: int | None) -> float:
+    if budget_ms is None:
+        if max_iterations is None:
+            raise ValueError("budget_ms=None (no time limit) needs max_iterations")
+        return math.inf
+    return max(budget_ms, 0.0) / 1e3
+
+
 def plan(
     problem: RouteProblem | PickPlaceProblem | CarrierProblem,
     *,
-    budget_ms: float = DEFAULT_BUDGET_MS,
+    budget_ms: float | None = DEFAULT_BUDGET_MS,
     seed: int = 0,
     max_iterations: int | None = None,
 ) -> Plan:
@@ -29,8 +39,10 @@ def plan(
     Building the matrices and the first local optimum always complete, so a tiny budget still
     returns a good valid plan. With `max_iterations`, the search stops after that many
     perturbations; a budget that does not cut it short then makes the plan depend only on `seed`.
+    `budget_ms=None` sets no time limit (then `max_iterations` is required): the plan is then a
+    function of the problem, `seed` and `max_iterations` alone, however slow or busy the machine.
     """
-    budget_s = max(budget_ms, 0.0) / 1e3
+    budget_s = _budget_s(budget_ms, max_iterations)
     if isinstance(problem, RouteProblem):
         return solve_route(problem, budget_s=budget_s, seed=seed, max_iterations=max_iterations)
     if isinstance(problem, PickPlaceProblem):
@@ -43,7 +55,7 @@ def plan(
 def plan_rack_batches(
     problem: RackBatchProblem,
     *,
-    budget_ms: float = DEFAULT_BUDGET_MS,
+    budget_ms: float | None = DEFAULT_BUDGET_MS,
     seed: int = 0,
     max_iterations: int | None = None,
 ) -> RackBatchPlan:
@@ -54,7 +66,7 @@ def plan_rack_batches(
     """
     return solve_rack_batches(
         problem,
-        budget_s=max(budget_ms, 0.0) / 1e3,
+        budget_s=_budget_s(budget_ms, max_iterations),
         seed=seed,
         max_iterations=max_iterations,
     )

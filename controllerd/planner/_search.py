@@ -128,7 +128,7 @@ def search_tour(
         done += step
         took = time.perf_counter() - now
         per_iteration = max(took / step, 1e-7)
-        chunk = max(1, min(int(remaining / 20 / per_iteration), 1_000_000))
+        chunk = int(max(1.0, min(remaining / 20 / per_iteration, 1e6)))  # remaining may be inf
     start = int(np.flatnonzero(tour == 0)[0])
     tour = np.roll(tour, -start)
     return TourSearchResult(tour=tour, cost_ticks=int(cost[0]), iterations=done)
