@@ -13,7 +13,8 @@ again after a move touched it) and tries, from each, 2-opt, then Or-opt, then Or
 symmetric matrices) Or-3opt reversed. The perturbation is a segment swap (double bridge on two
 adjacent segments: short ones, and one kick in ten up to a quarter of the tour), which reverses
 nothing and so is valid for asymmetric matrices too. Iterated local search kicks, repairs, keeps
-the result when it is no worse and undoes it otherwise; `ils_chunk` runs a fixed number of kicks
+the result when it is no worse than the current tour or within a small deviation of the best
+(record-to-record) and undoes it otherwise; `ils_chunk` runs a fixed number of kicks
 so the caller can check a deadline between chunks (numba has no clock) and an iteration cap
 makes runs reproducible.
 
@@ -148,15 +149,19 @@ def ils_chunk(
     nout: NDArray[np.int32],
     symmetric: bool,
     tour: NDArray[np.int32],
+    record: NDArray[np.int32],
     cost: NDArray[np.int64],
     rng: NDArray[np.uint64],
     iterations: int,
     max_segment: int,
+    deviation: int,
 ) -> None:
     """Run `iterations` kick + repair rounds on a locally optimal `tour` (updated in place).
 
-    `cost[0]` holds the tour's cost and is kept current; `rng` carries the random state between
-    chunks, so any split of the same total iterations gives the same tour.
+    Record-to-record acceptance: a repaired tour is kept when it is no worse than the current
+    one, or no more than `deviation` ticks worse than the best tour so far (`record`, whose cost
+    is `cost[1]`; `cost[0]` is the current tour's). `rng` carries the random state between
+    chunks, so any split of the same total iterations gives the same tours.
     """
     m = tour.shape[0]
     if m < 8:
@@ -164,7 +169,7 @@ def ils_chunk(
     max_segment = max(1, min(max_segment, (m - 2) // 3))
     pos = np.empty(m, dtype=np.int32)
     set_positions(tour, pos)
-    best = tour.copy()
+    accepted = tour.copy()
     queue = np.empty(m, dtype=np.int32)
     inq = np.zeros(m, dtype=np.bool_)
     qs = np.zeros(2, dtype=np.int64)
@@ -178,15 +183,19 @@ def ils_chunk(
         segment = global_segment if rand_below(rng, GLOBAL_KICK_ODDS) == 0 else max_segment
         delta = _segment_swap_kick(D, tour, pos, rng, segment, queue, inq, qs, journal, jlen)
         delta += _local_search(D, nin, nout, symmetric, tour, pos, queue, inq, qs, journal, jlen)
-        if delta <= 0:
-            # Accepting sideways moves too lets the search drift across plateaus (grids have many).
+        if delta <= 0 or cost[0] + delta <= cost[1] + deviation:
+            # Accepting sideways moves too lets the search drift across plateaus (grids have many),
+            # and a slightly worse tour can lead out of a basin that no single kick leaves.
             cost[0] += delta
-            best[:] = tour
+            accepted[:] = tour
+            if cost[0] < cost[1]:
+                cost[1] = cost[0]
+                record[:] = tour
         elif jlen[0] <= journal.shape[0]:
             for r in range(jlen[0] - 1, -1, -1):
                 reverse(tour, pos, journal[r, 0], journal[r, 1])
         else:
-            tour[:] = best
+            tour[:] = accepted
             set_positions(tour, pos)
 
 
@@ -202,5 +211,7 @@ def warm_up() -> None:
         nin = neighbour_lists(D, 5, True)
         for last_fixed in (False, True):
             tour = nearest_neighbour_tour(D, nout, last_fixed)
-        cost = np.array([descend(D, nin, nout, symmetric, tour)], dtype=np.int64)
-        ils_chunk(D, nin, nout, symmetric, tour, cost, np.array([1], dtype=np.uint64), 5, 3)
+        c = descend(D, nin, nout, symmetric, tour)
+        cost = np.array([c, c], dtype=np.int64)
+        state = np.array([1], dtype=np.uint64)
+        ils_chunk(D, nin, nout, symmetric, tour, tour.copy(), cost, state, 5, 3, 10)
