@@ -20,6 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from drivers.modbus._compiled import Decode, Decoded, compile_divisions
+
 RegisterTable = Literal["holding", "input"]
 RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32"]
 WordOrder = Literal["big", "little"]
@@ -250,14 +252,18 @@ class MapDecoder:
     value; `decode_block` on each does.
     """
 
-    __slots__ = ("_counts", "_plan")
+    __slots__ = ("_counts", "_plan", "decode")
+
+    #: (values, faults) from each block's words, in the blocks' order: the plan's steps, or
+    #: the function they amount to where `compile_divisions` covers the map
+    decode: Decode
 
     def __init__(self, blocks: Sequence[ReadBlock]) -> None:
         self._counts = [block.count for block in blocks]
         self._plan = _DecodePlan.of(tuple(blocks))
+        self.decode = self._plan.compiled(self._counts, self._decode_steps) or self._decode_steps
 
-    def decode(self, words: Sequence[Sequence[int]]) -> tuple[dict[str, float], dict[str, str]]:
-        """(values, faults) from each block's words, in the blocks' order."""
+    def _decode_steps(self, words: Sequence[Sequence[int]]) -> Decoded:
         if [*map(len, words)] != self._counts:
             raise ValueError(f"expected {self._counts} registers, got {[*map(len, words)]}")
         values: dict[str, float] = {}
@@ -298,6 +304,22 @@ class _DecodePlan:
         self._steps = steps
         self._words = Struct(f">{sum(block.count for block in blocks)}H")
         self._raws = Struct(raws)
+
+    def compiled(self, counts: Sequence[int], slow: Decode) -> Decode | None:
+        """These steps as one function (`compile_divisions`), when every value is an integer
+        scaled by 10**-d or taken as it is; None otherwise."""
+        steps = self._steps
+        if not steps or any(how not in (_INT_DIVIDED, _INT_AS_IS) for _, how, *_ in steps):
+            return None
+        return compile_divisions(
+            counts=counts,
+            words=self._words,
+            raws=self._raws,
+            names=[name for name, *_ in steps],
+            divisors=[scale if how == _INT_DIVIDED else 1.0 for _, how, scale, *_ in steps],
+            fault_codes=[codes for *_, codes in steps],
+            slow=slow,
+        )
 
     @classmethod
     def of(cls, blocks: tuple[ReadBlock, ...]) -> _DecodePlan:

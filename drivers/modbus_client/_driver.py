@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from drivers._errors import InvalidRequest, ProtocolError
 from drivers._interface import Reading
@@ -42,8 +43,12 @@ class ModbusDriver:
         # The link is shared with other units on the same line; its owner closes it.
         return None
 
-    async def read(self) -> Reading:
-        words = await self._link.read(self._reads, device=self._device_id)
+    def read(self) -> Coroutine[Any, Any, Reading]:
+        # The link's read itself (`async def read` of the driver interface without a frame of
+        # its own: every resume of a poll passes through each frame), decoding with `_decode`.
+        return self._link.read(self._reads, device=self._device_id, decode=self._decode)
+
+    def _decode(self, words: list[Sequence[int]]) -> Reading:
         try:
             values, faults = self._decoder.decode(words)
         except ValueError as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 from hypothesis import given
@@ -19,6 +21,8 @@ from drivers.modbus import (
     plan_reads,
 )
 from drivers.modbus_client import ModbusDriver
+
+T = TypeVar("T")
 
 TYPES = ["int16", "uint16", "int32", "uint32", "float32"]
 
@@ -115,6 +119,52 @@ def test_map_decoder_matches_decode_block_on_each_block(
         )
 
 
+@st.composite
+def integer_maps(draw: st.DrawFn) -> list[RegisterSpec]:
+    """Maps that `MapDecoder` compiles: integers scaled by 10**-d or taken as they are."""
+    specs = []
+    address = draw(st.integers(0, 20))
+    for index in range(draw(st.integers(1, 8))):
+        specs.append(
+            RegisterSpec(
+                name=f"v{index}",
+                address=address,
+                table=draw(st.sampled_from(["holding", "input"])),
+                type=draw(st.sampled_from(["int16", "uint16", "int32", "uint32"])),
+                scale=draw(st.sampled_from([1.0, 0.1, 0.01, 0.001, 1e-05])),
+                fault_codes=draw(st.sampled_from([(), (32767,), (0, 7)])),
+            )
+        )
+        address += specs[-1].width + draw(st.integers(0, 10))
+    return specs
+
+
+@given(registers=integer_maps(), data=st.data())
+def test_a_compiled_map_decoder_decodes_as_the_plan_steps(
+    registers: list[RegisterSpec], data: st.DataObject
+) -> None:
+    blocks = plan_reads(registers)
+    decoder = MapDecoder(blocks)
+    assert decoder.decode != decoder._decode_steps  # compiled
+    # Now and then a word out of range, a block of the wrong size or a block missing.
+    word = st.integers(0, 0xFFFF) | st.sampled_from([0, 7, 32767, -1, 0x10000])
+    sizes = [b.count + data.draw(st.sampled_from([0] * 8 + [-1, 1])) for b in blocks]
+    words = [data.draw(st.lists(word, min_size=size, max_size=size)) for size in sizes]
+    if data.draw(st.integers(0, 9)) == 0:
+        words = words[: data.draw(st.integers(0, len(words)))]
+    try:
+        expected = decoder._decode_steps(words)
+    except Exception as exc:
+        with pytest.raises(type(exc)) as raised:
+            decoder.decode(words)
+        assert str(raised.value) == str(exc)
+        return
+    values, faults = decoder.decode(words)
+    assert list(values.items()) == list(expected[0].items())  # values, order and types
+    assert all(type(value) is float for value in values.values())
+    assert faults == expected[1]
+
+
 def test_map_decoder_refuses_a_block_of_the_wrong_size() -> None:
     blocks = plan_reads([RegisterSpec(name="a", address=0), RegisterSpec(name="b", address=20)])
     assert [b.count for b in blocks] == [1, 1]
@@ -134,8 +184,10 @@ async def test_the_driver_names_the_block_holding_an_undecodable_value() -> None
         def prepare_reads(self, blocks: list[ReadBlock], *, unit_id: int) -> list[ReadBlock]:
             return blocks
 
-        async def read(self, reads: list[ReadBlock], *, device: str) -> list[list[int]]:
-            return [[5], [0x7FC0, 0]]  # float32 NaN
+        async def read(
+            self, reads: list[ReadBlock], *, device: str, decode: Callable[[list[list[int]]], T]
+        ) -> T:
+            return decode([[5], [0x7FC0, 0]])  # float32 NaN
 
     driver = ModbusDriver(device_id="f1", link=Link(), unit_id=1, registers=registers)  # type: ignore[arg-type]
     with pytest.raises(ProtocolError, match="temperature_c: register holds nan") as raised:
