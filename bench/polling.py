@@ -299,11 +299,14 @@ STAGES = {
 
 
 class _Discard:
-    """A publisher that sends nothing (the `poller` stage)."""
+    """A publisher that sends nothing (the `poller` stage), called as the daemon's is."""
 
     async def publish(
         self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
     ) -> bool:
+        return True
+
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
         return True
 
 

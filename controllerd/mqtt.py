@@ -297,6 +297,8 @@ class MqttConnection:
         out together at the end of the loop turn (`Qos0Batch`); anything else flushes them first,
         so the broker sees every message in call order.
         """
+        if qos == 0 and not retain:
+            return self.publish_nowait(topic, payload)
         if retain:
             self._retained[topic] = (payload, qos)
         client = self._client
@@ -305,9 +307,6 @@ class MqttConnection:
             if not retain:
                 self.dropped += 1
             return False
-        if qos == 0 and not retain:
-            batch.add(topic, payload)
-            return True
         batch.flush()
         if qos == 0:
             info = client._client.publish(topic, payload, 0, retain)
@@ -324,6 +323,16 @@ class MqttConnection:
             if not retain:
                 self.dropped += 1
             return False
+        return True
+
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+        """`publish` of a QoS 0 message that is not retained (telemetry), which never waits:
+        a plain call, one coroutine less per poll. Added to this loop turn's `Qos0Batch`."""
+        batch = self._batch
+        if self._client is None or batch is None or not self._connected.is_set():
+            self.dropped += 1
+            return False
+        batch.add(topic, payload)
         return True
 
     def _count_dropped(self, count: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,13 +18,17 @@ import structlog
 from controllerd._time import utc_now
 from controllerd.config import DeviceConfig
 from controllerd.mqtt import Publisher
-from controllerd.topics import DeviceStatePayload, Quality, Topics, telemetry_json
+from controllerd.topics import DeviceStatePayload, Topics, telemetry_json
 from drivers import Driver, DriverError, Reading
 
 _log = structlog.get_logger("controllerd.poller")
 
 #: `stale` of a device without stale-checked values (never modified)
 _NONE_STALE: list[str] = []
+
+
+#: "123Z" for 123 ms: the end of a timestamp, without formatting a number every poll
+_MILLIS = [f"{ms:03d}Z" for ms in range(1000)]
 
 
 class _Timestamps:
@@ -43,7 +47,7 @@ class _Timestamps:
         if second != self._second:
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
             self._second = second
-        return f"{self._prefix}{int((now - second) * 1000):03d}Z"
+        return self._prefix + _MILLIS[int((now - second) * 1000)]
 
 
 _timestamps = _Timestamps()
@@ -83,6 +87,11 @@ class DevicePoller:
         self._mqtt = mqtt
         self._topics = topics
         self._telemetry_topic = topics.telemetry(device.id)
+        #: a QoS 0 publish that needs no await (`MqttConnection.publish_nowait`), if offered
+        self._publish_nowait: Callable[[str, bytes], bool] | None = getattr(
+            mqtt, "publish_nowait", None
+        )
+        self._device_id = device.id
         self._log = _log.bind(device=device.id, kind=device.kind)
         self._stale_after = device.stale_limits()
         self._tracks: dict[str, _Track] = {}
@@ -131,35 +140,44 @@ class DevicePoller:
                 )
             )
         else:
-            await self._succeeded(reading)
+            # The success path inline (every poll of a healthy device: no frame of its own).
+            now = time.monotonic()
+            stale = self._stale_values(reading, now) if self._stale_after else _NONE_STALE
+            faults = reading.faults
+            payload = telemetry_json(
+                ts=_timestamps.now(),
+                values=reading.values,
+                quality="bad" if faults else "uncertain" if stale else "good",
+                faults=faults,
+                stale=stale,
+                texts=reading.texts,
+            )
+            if self._publish_nowait is not None:
+                self._publish_nowait(self._telemetry_topic, payload)
+            else:
+                await self._mqtt.publish(self._telemetry_topic, payload)
+            if self._alarms is not None:
+                self._alarms.on_reading(self._device_id, reading, stale)
+            if self.connected is not True or self.error is not None:
+                await self._now_connected()
+            self.failures = 0
+            self.polls += 1
+            self.last_cycle = now
+            if self.polls == 1:
+                self.first_cycle_done.set()
+            return
         self.polls += 1
         self.last_cycle = time.monotonic()
         if self.polls == 1:
             self.first_cycle_done.set()
 
-    async def _succeeded(self, reading: Reading) -> None:
-        stale = self._stale_values(reading) if self._stale_after else _NONE_STALE
-        faults = reading.faults
-        quality: Quality = "bad" if faults else "uncertain" if stale else "good"
-        payload = telemetry_json(
-            ts=_timestamps.now(),
-            values=reading.values,
-            quality=quality,
-            faults=faults,
-            stale=stale,
-            texts=reading.texts,
-        )
-        await self._mqtt.publish(self._telemetry_topic, payload)
-        if self._alarms is not None:
-            self._alarms.on_reading(self.device.id, reading, stale)
-        if self.connected is not True:
-            if self.connected is False:
-                self._log.info("device recovered", after_failures=self.failures)
-            else:
-                self._log.info("device connected")
-        self.failures = 0
-        if self.connected is not True or self.error is not None:
-            await self._set_state(connected=True, error=None)
+    async def _now_connected(self) -> None:
+        """A good poll of a device that was not connected (or carried an error)."""
+        if self.connected is False:
+            self._log.info("device recovered", after_failures=self.failures)
+        elif self.connected is None:
+            self._log.info("device connected")
+        await self._set_state(connected=True, error=None)
 
     async def _failed(self, exc: DriverError) -> None:
         self.failures += 1
@@ -188,8 +206,7 @@ class DevicePoller:
             self._topics.device_state(self.device.id), payload.to_json(), qos=1, retain=True
         )
 
-    def _stale_values(self, reading: Reading) -> list[str]:
-        now = time.monotonic()
+    def _stale_values(self, reading: Reading, now: float) -> list[str]:
         values = reading.values
         stale = []
         for name, limit in self._stale_after.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Literal
@@ -169,6 +170,8 @@ def telemetry_json(
 
 
 def _json_number(value: float) -> str:
+    if value == 0:  # a zero is never cached (see `_NUMBERS`): its sign says which it is
+        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
     number = float(value)  # as pydantic would: 1 -> 1.0
     # repr is what json writes for a finite float; NaN and infinities take json's spelling.
     text = repr(number) if number - number == 0 else _COMPACT.encode(number)
