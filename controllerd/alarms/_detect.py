@@ -95,20 +95,20 @@ class LimitDetector(Detector):
 
     def __init__(self, rule: LimitRule, *, high: bool) -> None:
         super().__init__(on_delay_s=rule.on_delay_s, off_delay_s=rule.off_delay_s, limit=rule.limit)
-        self._high = high
+        self.high = high
         self._deadband = rule.deadband
 
     def _raw(self, value: float, now: float) -> bool:
         assert self.limit is not None
         band = self._deadband if self._debounce.raw else 0.0
-        if self._high:
+        if self.high:
             return value > self.limit - band
         return value < self.limit + band
 
     def feed_idle(self, value: float, now: float) -> bool:
         # Idle, no deadband applies: a value on the safe side of the limit changes nothing.
         assert self.limit is not None
-        if value > self.limit if self._high else value < self.limit:
+        if value > self.limit if self.high else value < self.limit:
             return super().feed_idle(value, now)
         return True
 
@@ -146,6 +146,13 @@ class RateDetector(Detector):
             return rate < -limit
         return abs(rate) > limit
 
+    def feed_idle(self, value: float, now: float) -> bool:
+        # The sample goes into the window either way; a rate within the limit changes nothing.
+        if not self._raw(value, now):
+            return True
+        self._debounce.feed(True, now)
+        return False
+
     def reset(self) -> None:
         super().reset()
         self._samples.clear()
@@ -177,7 +184,9 @@ class TimeoutDetector(Detector):
 
     def ok(self, now: float) -> None:
         self.last_ok = now
-        self._debounce.feed(False, now)
+        debounce = self._debounce
+        if debounce.raw or debounce.active:  # else feeding False changes nothing (every poll)
+            debounce.feed(False, now)
 
     def failed(self, now: float) -> None:
         if not self._debounce.raw:

@@ -143,6 +143,34 @@ class _Grace:
         return end if end is not None and end > now else None
 
 
+@dataclass(slots=True)
+class _ValueFeed:
+    """What one value of a reading feeds on the quiet path: the points that show it, and the
+    detectors that watch it, idle (the device is quiet).
+
+    An idle limit detector ignores a value on the safe side of its limit (`feed_idle`), so a
+    value within `safe_low`..`safe_high` (the tightest low and high limits) skips them all.
+    """
+
+    points: list[_Point] = field(default_factory=list)
+    limits: list[Detector] = field(default_factory=list)
+    others: list[Detector] = field(default_factory=list)
+    safe_low: float = -math.inf
+    safe_high: float = math.inf
+
+    def add(self, point: _Point, detector: Detector | None) -> None:
+        self.points.append(point)
+        if isinstance(detector, LimitDetector):
+            assert detector.limit is not None
+            self.limits.append(detector)
+            if detector.high:
+                self.safe_high = min(self.safe_high, detector.limit)
+            else:
+                self.safe_low = max(self.safe_low, detector.limit)
+        elif detector is not None:
+            self.others.append(detector)
+
+
 @dataclass
 class _Device:
     config: DeviceConfig
@@ -157,6 +185,8 @@ class _Device:
     detected: list[tuple[_Point, str, Detector]] = field(default_factory=list)
     #: the stale-value points, with their value names
     stale_points: list[tuple[_Point, str]] = field(default_factory=list)
+    #: the same points by value name, for the quiet path (`_feed_quiet`)
+    feeds: dict[str, _ValueFeed] = field(default_factory=dict)
     #: whether the poller reported at all: the comm-loss clock starts at its first report
     reported: bool = False
     #: as of its last full evaluation, every alarm of the device is normal, unmasked and
@@ -348,6 +378,8 @@ class AlarmEngine:
             dev.detected.append((point, value, detector))
         elif rule == "stale":
             dev.stale_points.append((point, value))
+        if detector is not None or rule == "stale":
+            dev.feeds.setdefault(value, _ValueFeed()).add(point, detector)
         dev.quiet = False
         return point
 
@@ -497,11 +529,11 @@ class AlarmEngine:
             gate = reading.values.get(grace.gate)
             if gate is not None:
                 grace.feed(gate, now)
-        stale_set = set(stale)
-        if dev.quiet and not stale_set and not reading.faults:
+        if dev.quiet and not reading.faults and not stale:  # stale: a list, as a rule
             if not self._feed_quiet(dev, reading, now):
                 self._evaluate(dev, now)
             return
+        stale_set = set(stale)
         for point in dev.points.values():
             name = point.value_name
             assert name is not None
@@ -550,26 +582,35 @@ class AlarmEngine:
         one a quiet device has). Most readings take this path: about 20 state updates less.
         """
         values = reading.values
-        texts = reading.texts
         idle = True
-        for point, name, detector in dev.detected:
+        for name, feed in dev.feeds.items():
             value = values.get(name)
-            if value is not None:
+            if value is None:
+                continue
+            for point in feed.points:
+                point.value = value
+            if not feed.safe_low <= value <= feed.safe_high:  # NaN included: each decides
+                for detector in feed.limits:
+                    if not detector.feed_idle(value, now):
+                        idle = False
+            for detector in feed.others:
                 if not detector.feed_idle(value, now):
                     idle = False
-                point.value = value
-            if texts and point.rule == "discrete" and name in texts:
-                point.text = f"{point.rule_text}: {texts[name]}"
-        for point, name in dev.stale_points:
-            value = values.get(name)
-            if value is not None:
-                point.value = value
-        if not idle or dev.freshness.active:
+        texts = reading.texts
+        if texts:
+            for point, name, _detector in dev.detected:
+                if point.rule == "discrete" and name in texts:
+                    point.text = f"{point.rule_text}: {texts[name]}"
+        freshness = dev.freshness
+        if not idle or freshness.active:
             return False
         for grace in dev.graces.values():
             if grace.active(now):
                 return False
-        self._rearm_for(dev.freshness.deadline())
+        deadline = freshness.deadline()
+        if deadline is not None and deadline < self._armed_for:  # `_rearm_for`, inline
+            self._armed_for = deadline
+            self._rearm.set()
         return True
 
     @staticmethod
