@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from types import TracebackType
@@ -40,10 +41,27 @@ _log = structlog.get_logger("controllerd.planner")
 _T = TypeVar("_T", Plan, RackBatchPlan)
 
 
+_PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal a process gets when the thread that created it ends."""
+
+
+def _die_with_daemon(daemon_pid: int) -> None:
+    """Runs first in the worker: a daemon that dies (kill -9, a last-resort exit) takes its
+    worker along instead of leaving it orphaned (Linux; elsewhere the pool's own shutdown)."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            _log.warning("planner worker cannot follow its daemon", errno=ctypes.get_errno())
+    if os.getppid() != daemon_pid:  # the daemon died before the line above took effect
+        os._exit(0)
+
+
 def _warm_up() -> int:
     """Runs in the worker: compile or load the kernels, then plan a tiny problem end to end."""
-    import os
-
     from controllerd.planner import _kernels
     from controllerd.planner._model import MotionSpec, RouteProblem
     from controllerd.planner._planner import plan
@@ -147,7 +165,14 @@ class PlannerWorker:
 
     async def __aenter__(self) -> Self:
         context = multiprocessing.get_context(self._start_method)
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        # The pool starts its process from this (the loop's) thread, which lives as long as
+        # the daemon: the death signal set by `_die_with_daemon` fires when the daemon ends.
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=context,
+            initializer=_die_with_daemon,
+            initargs=(os.getpid(),),
+        )
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         self._warm_task = self._group.create_task(self._warm_up(self._pool), name="planner-warm-up")

@@ -10,6 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -164,13 +166,53 @@ async def test_broker_restart_is_survived(room: Stack) -> None:
         )
 
 
+def _children(pid: int) -> dict[int, str]:
+    """The processes whose parent is `pid`, with their command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def _until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Whether `condition` held within `timeout` (checked every 0.1 s: /proc has no events)."""
+    for _ in range(int(timeout * 10)):
+        if condition():
+            return True
+        await asyncio.sleep(0.1)
+    return condition()
+
+
 async def test_kill_9_makes_the_broker_say_offline(room: Stack) -> None:
+    """The broker says `offline` for a killed daemon, and its planner worker dies with it."""
     assert room.daemon is not None
+    daemon = room.daemon
+
+    def worker_started() -> bool:
+        return any("multiprocessing" in cmd for cmd in _children(daemon.pid).values())
+
     async with Observer(port=room.broker.port, topic=f"{room.base}/status") as obs:
         await obs.wait_for(f"{room.base}/status", lambda b: b["state"] == "online")
+        assert await _until(worker_started, timeout=30), _children(daemon.pid)
+        workers = [p for p, cmd in _children(daemon.pid).items() if "multiprocessing" in cmd]
         mark = obs.mark()
-        os.kill(room.daemon.pid, signal.SIGKILL)
-        await asyncio.to_thread(room.daemon.wait, 10)
+        os.kill(daemon.pid, signal.SIGKILL)
+        await asyncio.to_thread(daemon.wait, 10)
+        assert await _until(lambda: not any(map(_alive, workers)), timeout=10), workers
         offline = await obs.wait_for(
             f"{room.base}/status", lambda b: b["state"] == "offline", since=mark, timeout=30
         )
