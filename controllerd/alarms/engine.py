@@ -76,7 +76,7 @@ class AlarmNotice:
     actor: str
 
 
-@dataclass
+@dataclass(slots=True)
 class _Point:
     alarm: str
     device: str
@@ -104,7 +104,7 @@ class _Point:
         return None if self.detector is None else self.detector.limit
 
 
-@dataclass
+@dataclass(slots=True)
 class _Grace:
     rule: SuppressRule
     opened_at: float | None = None
@@ -171,7 +171,7 @@ class _ValueFeed:
             self.others.append(detector)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Device:
     config: DeviceConfig
     alarms_config: DeviceAlarms

@@ -208,6 +208,15 @@ class ModbusLink:
                 self._last_frame_end = time.monotonic()
         return await call(client)
 
+    async def _gapped(self, transaction: Any, request: ModbusPDU) -> ModbusPDU:
+        """One request on a line with a silent gap between frames (lock held)."""
+        await self._quiet()
+        try:
+            response: ModbusPDU = await transaction.execute(False, request)
+        finally:
+            self._last_frame_end = time.monotonic()
+        return response
+
     async def _quiet(self) -> None:
         """Wait out the silent gap since the last frame on the line."""
         quiet = self._last_frame_end + self._gap_s - time.monotonic()
@@ -304,12 +313,9 @@ class ModbusLink:
                     if not transaction.transport:  # what the client's own methods check
                         raise ConnectionException(f"Not connected[{client!s}]")
                     if gap_s:
-                        await self._quiet()
-                    try:
+                        response = await self._gapped(transaction, request)
+                    else:
                         response = await transaction.execute(False, request)
-                    finally:
-                        if gap_s:
-                            self._last_frame_end = time.monotonic()
                     if response.function_code > 0x80:  # `isError()`, one call less
                         self._check(response, device=device, operation=operation)
                     registers: Sequence[int] = response.registers
