@@ -102,7 +102,10 @@ def closed_matrix(points: NDArray[np.float64]) -> NDArray[np.int32]:
 
 
 def ours(D: NDArray[np.int32], budget_s: float, *, symmetric: bool = True, seed: int = 1) -> Tour:
-    return search_tour(D, symmetric=symmetric, budget_s=budget_s, seed=seed).tour
+    # Symmetric matrices are routes here: search them as `plan` does routes (multi_start).
+    return search_tour(
+        D, symmetric=symmetric, budget_s=budget_s, seed=seed, multi_start=symmetric
+    ).tour
 
 
 OUR_SEEDS = (1, 2, 3, 4, 5)

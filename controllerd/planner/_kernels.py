@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from controllerd.planner._construct import (
     candidate_lists,
     nearest_neighbour_tour,
+    nearest_neighbour_tour_from,
     neighbour_lists,
     tour_cost,
 )
@@ -122,6 +123,56 @@ def _segment_swap_kick(
 
 
 @_jit
+def _double_bridge_kick(
+    D: NDArray[np.int32],
+    tour: NDArray[np.int32],
+    pos: NDArray[np.int32],
+    rng: NDArray[np.uint64],
+    max_segment: int,
+    queue: NDArray[np.int32],
+    inq: NDArray[np.bool_],
+    qs: NDArray[np.int64],
+    journal: NDArray[np.int32],
+    jlen: NDArray[np.int64],
+) -> np.int64:
+    """Double bridge: a B C D e → a D C B e for three short adjacent segments, none reversed
+    (valid for asymmetric matrices). Its four new edges form two separate alternating cycles, so
+    no sequential move of the local search undoes it in one step, as Or-3opt does a segment
+    swap."""
+    m = tour.shape[0]
+    l1 = 1 + rand_below(rng, max_segment)
+    l2 = 1 + rand_below(rng, max_segment)
+    l3 = 1 + rand_below(rng, max_segment)
+    i = rand_below(rng, m)
+    a = tour[i]
+    b1 = tour[(i + 1) % m]
+    b2 = tour[(i + l1) % m]
+    c1 = tour[(i + l1 + 1) % m]
+    c2 = tour[(i + l1 + l2) % m]
+    d1 = tour[(i + l1 + l2 + 1) % m]
+    d2 = tour[(i + l1 + l2 + l3) % m]
+    e = tour[(i + l1 + l2 + l3 + 1) % m]
+    delta = (
+        np.int64(D[a, d1])
+        + D[d2, c1]
+        + D[c2, b1]
+        + D[b2, e]
+        - D[a, b1]
+        - D[b2, c1]
+        - D[c2, d1]
+        - D[d2, e]
+    )
+    length = l1 + l2 + l3
+    reverse_logged(tour, pos, i + 1, i + length, journal, jlen)  # D' C' B'
+    reverse_logged(tour, pos, i + 1, i + l3, journal, jlen)  # D
+    reverse_logged(tour, pos, i + l3 + 1, i + l3 + l2, journal, jlen)  # C
+    reverse_logged(tour, pos, i + l3 + l2 + 1, i + length, journal, jlen)  # B
+    for v in (a, b1, b2, c1, c2, d1, d2, e):
+        push(v, queue, inq, qs)
+    return delta
+
+
+@_jit
 def descend(
     D: NDArray[np.int32],
     nin: NDArray[np.int32],
@@ -155,17 +206,19 @@ def ils_chunk(
     iterations: int,
     max_segment: int,
     deviation: int,
+    double_bridge: bool,
 ) -> None:
     """Run `iterations` kick + repair rounds on a locally optimal `tour` (updated in place).
 
     Record-to-record acceptance: a repaired tour is kept when it is no worse than the current
     one, or no more than `deviation` ticks worse than the best tour so far (`record`, whose cost
-    is `cost[1]`; `cost[0]` is the current tour's). `rng` carries the random state between
-    chunks, so any split of the same total iterations gives the same tours.
+    is `cost[1]`; `cost[0]` is the current tour's). Kicks are segment swaps, or with
+    `double_bridge` double bridges. `rng` carries the random state between chunks, so any split
+    of the same total iterations gives the same tours.
     """
     m = tour.shape[0]
     if m < 8:
-        return  # a segment swap needs room; tiny tours are already exhausted by local search
+        return  # a kick needs room; tiny tours are already exhausted by local search
     max_segment = max(1, min(max_segment, (m - 2) // 3))
     pos = np.empty(m, dtype=np.int32)
     set_positions(tour, pos)
@@ -178,10 +231,16 @@ def ils_chunk(
     # One kick in GLOBAL_KICK_ODDS swaps segments of up to a quarter of the tour: it reorders
     # whole regions (on rack grids, the order of the racks), which short swaps never do.
     global_segment = max(1, min(m // 4, (m - 2) // 3))
+    bridge_segment = max(1, min(max_segment, (m - 2) // 4))
     for _ in range(iterations):
         jlen[0] = 0
-        segment = global_segment if rand_below(rng, GLOBAL_KICK_ODDS) == 0 else max_segment
-        delta = _segment_swap_kick(D, tour, pos, rng, segment, queue, inq, qs, journal, jlen)
+        if double_bridge:
+            delta = _double_bridge_kick(
+                D, tour, pos, rng, bridge_segment, queue, inq, qs, journal, jlen
+            )
+        else:
+            segment = global_segment if rand_below(rng, GLOBAL_KICK_ODDS) == 0 else max_segment
+            delta = _segment_swap_kick(D, tour, pos, rng, segment, queue, inq, qs, journal, jlen)
         delta += _local_search(D, nin, nout, symmetric, tour, pos, queue, inq, qs, journal, jlen)
         if delta <= 0 or cost[0] + delta <= cost[1] + deviation:
             # Accepting sideways moves too lets the search drift across plateaus (grids have many),
@@ -210,8 +269,12 @@ def warm_up() -> None:
         nout = candidate_lists(D, 3, 5) if symmetric else neighbour_lists(D, 5, False)
         nin = neighbour_lists(D, 5, True)
         for last_fixed in (False, True):
+            nearest_neighbour_tour_from(D, nout, 1, last_fixed)
             tour = nearest_neighbour_tour(D, nout, last_fixed)
         c = descend(D, nin, nout, symmetric, tour)
         cost = np.array([c, c], dtype=np.int64)
         state = np.array([1], dtype=np.uint64)
-        ils_chunk(D, nin, nout, symmetric, tour, tour.copy(), cost, state, 5, 3, 10)
+        for double_bridge in (False, True):
+            record = tour.copy()
+            ils_chunk(D, nin, nout, symmetric, tour, record, cost, state, 5, 3, 10, double_bridge)
+        rand_below(state, 7)
