@@ -102,9 +102,9 @@ def closed_matrix(points: NDArray[np.float64]) -> NDArray[np.int32]:
 
 
 def ours(D: NDArray[np.int32], budget_s: float, *, symmetric: bool = True, seed: int = 1) -> Tour:
-    # Symmetric matrices are routes here: search them as `plan` does routes (multi_start).
+    # Symmetric matrices are routes here: search them as `plan` does routes (double_bridge).
     return search_tour(
-        D, symmetric=symmetric, budget_s=budget_s, seed=seed, multi_start=symmetric
+        D, symmetric=symmetric, budget_s=budget_s, seed=seed, double_bridge=symmetric
     ).tour
 
 

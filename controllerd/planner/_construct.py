@@ -90,49 +90,6 @@ def nearest_neighbour_tour(
 
 
 @_jit
-def nearest_neighbour_tour_from(
-    D: NDArray[np.int32], nout: NDArray[np.int32], first: int, last_fixed: bool
-) -> NDArray[np.int32]:
-    """Greedy nearest-neighbour cycle from node `first`, turned to start at node 0; with
-    `last_fixed`, node m-1 is left out of the cycle and put last (`first` must not be it). A
-    different starting tour for each `first`: the restarts of the search use them."""
-    m = D.shape[0]
-    end = m - 1 if last_fixed else m
-    path = np.empty(end, dtype=np.int32)
-    visited = np.zeros(m, dtype=np.bool_)
-    if last_fixed:
-        visited[m - 1] = True
-    cur = first
-    path[0] = first
-    visited[first] = True
-    at_zero = 0
-    for t in range(1, end):
-        nxt = -1
-        for s in range(nout.shape[1]):
-            c = nout[cur, s]
-            if not visited[c]:
-                nxt = c
-                break
-        if nxt < 0:
-            best = np.iinfo(np.int64).max
-            for j in range(m):
-                if not visited[j] and D[cur, j] < best:
-                    best = D[cur, j]
-                    nxt = j
-        path[t] = nxt
-        visited[nxt] = True
-        if nxt == 0:
-            at_zero = t
-        cur = nxt
-    tour = np.empty(m, dtype=np.int32)
-    for t in range(end):
-        tour[t] = path[(at_zero + t) % end]
-    if last_fixed:
-        tour[m - 1] = m - 1
-    return tour
-
-
-@_jit
 def tour_cost(D: NDArray[np.int32], tour: NDArray[np.int32]) -> np.int64:
     """Cost of the closed tour in ticks."""
     m = tour.shape[0]

@@ -11,8 +11,9 @@ journal of reversals are in `_tour_ops`, the moves (2-opt, Or-opt, Or-3opt) in `
 Local search processes a FIFO queue of "dirty" nodes (don't-look bits: a node is only looked at
 again after a move touched it) and tries, from each, 2-opt, then Or-opt, then Or-3opt, then (on
 symmetric matrices) Or-3opt reversed. The perturbation is a segment swap (double bridge on two
-adjacent segments: short ones, and one kick in ten up to a quarter of the tour), which reverses
-nothing and so is valid for asymmetric matrices too. Iterated local search kicks, repairs, keeps
+adjacent segments: short ones, and one kick in ten up to a quarter of the tour), or on request
+(small routes) a true double bridge on three segments; both reverse nothing and so are valid for
+asymmetric matrices too. Iterated local search kicks, repairs, keeps
 the result when it is no worse than the current tour or within a small deviation of the best
 (record-to-record) and undoes it otherwise; `ils_chunk` runs a fixed number of kicks
 so the caller can check a deadline between chunks (numba has no clock) and an iteration cap
@@ -29,7 +30,6 @@ from numpy.typing import NDArray
 from controllerd.planner._construct import (
     candidate_lists,
     nearest_neighbour_tour,
-    nearest_neighbour_tour_from,
     neighbour_lists,
     tour_cost,
 )
@@ -269,7 +269,6 @@ def warm_up() -> None:
         nout = candidate_lists(D, 3, 5) if symmetric else neighbour_lists(D, 5, False)
         nin = neighbour_lists(D, 5, True)
         for last_fixed in (False, True):
-            nearest_neighbour_tour_from(D, nout, 1, last_fixed)
             tour = nearest_neighbour_tour(D, nout, last_fixed)
         c = descend(D, nin, nout, symmetric, tour)
         cost = np.array([c, c], dtype=np.int64)
@@ -277,4 +276,3 @@ def warm_up() -> None:
         for double_bridge in (False, True):
             record = tour.copy()
             ils_chunk(D, nin, nout, symmetric, tour, record, cost, state, 5, 3, 10, double_bridge)
-        rand_below(state, 7)

@@ -82,7 +82,7 @@ def solve_route(
             seed=seed,
             max_iterations=max_iterations,
             last_fixed=not closed,
-            multi_start=True,
+            double_bridge=True,
         )
         order = route_order(result.tour, n=n, closed=closed)
         iterations = result.iterations

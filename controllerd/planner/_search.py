@@ -36,15 +36,12 @@ _FIRST_CHUNK = 16
 DEVIATION_EDGE_FRACTION = 0.2
 """Record-to-record deviation at 200 nodes, as a fraction of the mean edge (see `_deviation`)."""
 
-MULTI_START_MAX_NODES = 300
-"""With `multi_start`, tours of up to this many nodes start from the best of `STARTS` improved
-tours and are kicked with double bridges (`search_tour`); larger ones as before. Measured at 200
-nodes (the bench's 20 ms instances, 192 seeds, CPU time): rack grids +0.228 % to +0.172 % mean
-(double bridges +0.202 %, the extra starts the rest), uniform +0.072 % to +0.082 %. Double
-bridges measured worse at 1000 nodes, where kicks are short; sizes in between are not
-measured."""
-
-STARTS = 4
+DOUBLE_BRIDGE_MAX_NODES = 300
+"""Route searches (`search_tour(double_bridge=True)`) of up to this many nodes kick with double
+bridges instead of segment swaps. Measured at 200 nodes (the bench's 20 ms instances, CPU time,
+400 seeds, paired with the segment-swap search): rack grids +0.227 % to +0.200 % mean (-0.027 ±
+0.007), uniform +0.072 % to +0.065 % (-0.007 ± 0.005). At 1000 nodes double bridges measured
+worse (dearer kicks where kicks are what is short); sizes in between are not measured."""
 
 EXACT_MAX_NODES = 9
 """Up to this many nodes the tour is found by enumeration (8! = 40320 orders): exact, and
@@ -113,7 +110,7 @@ def search_tour(
     max_iterations: int | None = None,
     last_fixed: bool = False,
     exact_max_nodes: int = EXACT_MAX_NODES,
-    multi_start: bool = False,
+    double_bridge: bool = False,
 ) -> TourSearchResult:
     """Best closed tour found within `budget_s` seconds (construction always completes).
 
@@ -121,9 +118,8 @@ def search_tour(
     Tours of up to `exact_max_nodes` nodes (at most `EXACT_MAX_NODES`) are enumerated instead.
     Inside `numpy_only()` the tour comes from the numpy-only `cold_tour` (no iterations).
 
-    `multi_start` (routes use it), for up to `MULTI_START_MAX_NODES` nodes: the search starts
-    from the best of `STARTS` improved tours (nearest neighbour from the start node and from
-    nodes drawn from the seed) and kicks with double bridges instead of segment swaps.
+    `double_bridge` (routes use it): up to `DOUBLE_BRIDGE_MAX_NODES` nodes, kick with double
+    bridges instead of segment swaps.
     """
     deadline = time.perf_counter() + budget_s
     m = D.shape[0]
@@ -138,32 +134,22 @@ def search_tour(
     from controllerd.planner._construct import (
         candidate_lists,
         nearest_neighbour_tour,
-        nearest_neighbour_tour_from,
         neighbour_lists,
     )
-    from controllerd.planner._tour_ops import rand_below
 
     if symmetric:
         nout = nin = candidate_lists(D, ALPHA_NEIGHBOURS, NEIGHBOURS)
     else:
         nout = neighbour_lists(D, ASYMMETRIC_NEIGHBOURS, False)
         nin = neighbour_lists(D, ASYMMETRIC_NEIGHBOURS, True)
-    # splitmix-style scrambling so that seeds 0, 1, 2 … give unrelated streams (state ≠ 0).
-    rng = np.array([(seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % 2**64 or 1], np.uint64)
-    multi = multi_start and m <= MULTI_START_MAX_NODES
     tour = nearest_neighbour_tour(D, nout, last_fixed)
     first_cost = int(_kernels.descend(D, nin, nout, symmetric, tour))
-    for _ in range(1, STARTS if multi else 1):
-        # Nearest-neighbour cycles from random nodes other than the start (and the dummy end).
-        other = nearest_neighbour_tour_from(
-            D, nout, 1 + rand_below(rng, m - 1 - int(last_fixed)), last_fixed
-        )
-        other_cost = int(_kernels.descend(D, nin, nout, symmetric, other))
-        if other_cost < first_cost:
-            tour, first_cost = other, other_cost
     cost = np.array([first_cost, first_cost], dtype=np.int64)  # current, best
     record = tour.copy()
     deviation = _deviation(D, tour, last_fixed)
+    # splitmix-style scrambling so that seeds 0, 1, 2 … give unrelated streams (state ≠ 0).
+    rng = np.array([(seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % 2**64 or 1], np.uint64)
+    bridges = double_bridge and m <= DOUBLE_BRIDGE_MAX_NODES
     cap = max_iterations if max_iterations is not None else 2**62
     done = 0
     chunk = _FIRST_CHUNK
@@ -175,7 +161,7 @@ def search_tour(
             break
         step = min(chunk, cap - done)
         _kernels.ils_chunk(
-            D, nin, nout, symmetric, tour, record, cost, rng, step, max_segment, deviation, multi
+            D, nin, nout, symmetric, tour, record, cost, rng, step, max_segment, deviation, bridges
         )
         done += step
         took = time.perf_counter() - now

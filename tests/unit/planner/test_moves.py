@@ -7,11 +7,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from controllerd.planner._construct import (
-    nearest_neighbour_tour_from,
-    neighbour_lists,
-    tour_cost,
-)
+from controllerd.planner._construct import neighbour_lists, tour_cost
 from controllerd.planner._kernels import descend, ils_chunk
 from controllerd.planner._moves import try_or3opt
 from controllerd.planner._tour_ops import set_positions, swap_blocks
@@ -78,24 +74,6 @@ def test_or3opt_reports_the_exact_cost_change(symmetric: bool, seed: int) -> Non
             assert delta <= 0
             applied += delta < 0
     assert applied > 0  # random tours are far from optimal: the move must find gains
-
-
-@pytest.mark.parametrize("last_fixed", [False, True])
-def test_nearest_neighbour_from_any_node_starts_at_0_and_keeps_the_dummy_last(
-    last_fixed: bool,
-) -> None:
-    m = 25
-    D = _matrix(m, 3, symmetric=True)
-    nout = neighbour_lists(D, 6, False)
-    tours = set()
-    for first in range(1, m - 1 if last_fixed else m):
-        tour = nearest_neighbour_tour_from(D, nout, first, last_fixed)
-        assert sorted(tour.tolist()) == list(range(m))
-        assert tour[0] == 0
-        if last_fixed:
-            assert tour[-1] == m - 1
-        tours.add(tuple(tour.tolist()))
-    assert len(tours) > 1  # different first nodes give different starting tours
 
 
 @pytest.mark.parametrize("symmetric", [True, False])
