@@ -1,4 +1,4 @@
-"""The systemd unit: verified by systemd-analyze where it exists, and checked for what we need."""
+"""The systemd units: verified by systemd-analyze where it exists, and checked for what we need."""
 
 from __future__ import annotations
 
@@ -11,17 +11,19 @@ from pathlib import Path
 import pytest
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "controllerd.service"
+INVENTORY_UNIT = UNIT.with_name("inventoryd.service")
+SENTINEL_UNIT = UNIT.with_name("controllerd-sentinel.service")
 
 
-def _service() -> configparser.SectionProxy:
+def _sections(unit: Path) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(UNIT.read_text())
-    return parser["Service"]
+    parser.read_string(unit.read_text())
+    return parser
 
 
 def test_unit_has_what_the_daemon_needs() -> None:
-    service = _service()
+    service = _sections(UNIT)["Service"]
     assert service["Type"] == "notify"
     assert int(service["WatchdogSec"]) > 0
     assert service["Restart"] == "on-failure"
@@ -32,32 +34,8 @@ def test_unit_has_what_the_daemon_needs() -> None:
     assert " run -c " in service["ExecStart"]
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
-def test_systemd_analyze_verify(tmp_path: Path) -> None:
-    # verify checks that ExecStart exists: point it at this checkout's console script.
-    exe = Path(sys.executable).parent / "controllerd"
-    assert exe.exists()
-    unit = tmp_path / "controllerd.service"
-    unit.write_text(UNIT.read_text().replace("/opt/controllerd/bin/controllerd", str(exe)))
-    result = subprocess.run(
-        ["systemd-analyze", "verify", str(unit)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "controllerd.service" not in result.stderr, result.stderr
-
-
-INVENTORY_UNIT = UNIT.with_name("inventoryd.service")
-
-
 def test_inventory_unit_follows_the_same_conventions() -> None:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(INVENTORY_UNIT.read_text())
-    service = parser["Service"]
+    service = _sections(INVENTORY_UNIT)["Service"]
     assert service["Type"] == "notify"
     assert int(service["WatchdogSec"]) > 0
     assert service["Restart"] == "on-failure"
@@ -65,33 +43,6 @@ def test_inventory_unit_follows_the_same_conventions() -> None:
     assert service["ProtectSystem"] == "strict"
     assert service["NoNewPrivileges"] == "yes"
     assert service["ExecStart"].endswith("inventoryd run -c /etc/inventoryd/inventory.toml")
-
-
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
-def test_systemd_analyze_verify_inventory_unit(tmp_path: Path) -> None:
-    exe = Path(sys.executable).parent / "inventoryd"
-    assert exe.exists()
-    unit = tmp_path / "inventoryd.service"
-    unit.write_text(INVENTORY_UNIT.read_text().replace("/opt/controllerd/bin/inventoryd", str(exe)))
-    result = subprocess.run(
-        ["systemd-analyze", "verify", str(unit)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "inventoryd.service" not in result.stderr, result.stderr
-
-
-SENTINEL_UNIT = UNIT.with_name("controllerd-sentinel.service")
-
-
-def _sections(unit: Path) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(unit.read_text())
-    return parser
 
 
 def test_sentinel_unit_runs_the_sentinel_on_its_own() -> None:
@@ -115,17 +66,23 @@ def test_sentinel_unit_runs_the_sentinel_on_its_own() -> None:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
-def test_systemd_analyze_verify_sentinel_unit(tmp_path: Path) -> None:
-    exe = Path(sys.executable).parent / "controllerd"
+@pytest.mark.parametrize(
+    ("unit", "program"),
+    [(UNIT, "controllerd"), (INVENTORY_UNIT, "inventoryd"), (SENTINEL_UNIT, "controllerd")],
+    ids=["controllerd", "inventoryd", "sentinel"],
+)
+def test_systemd_analyze_verify(unit: Path, program: str, tmp_path: Path) -> None:
+    # verify checks that ExecStart exists: point it at this checkout's console script.
+    exe = Path(sys.executable).parent / program
     assert exe.exists()
-    unit = tmp_path / "controllerd-sentinel.service"
-    unit.write_text(SENTINEL_UNIT.read_text().replace("/opt/controllerd/bin/controllerd", str(exe)))
+    copy = tmp_path / unit.name
+    copy.write_text(unit.read_text().replace(f"/opt/controllerd/bin/{program}", str(exe)))
     result = subprocess.run(
-        ["systemd-analyze", "verify", str(unit)],
+        ["systemd-analyze", "verify", str(copy)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "controllerd-sentinel.service" not in result.stderr, result.stderr
+    assert unit.name not in result.stderr, result.stderr
