@@ -21,6 +21,30 @@ from controllerd.planner._jit import jit as _jit
 
 
 @_jit
+def _keep_smallest(
+    key: np.int64,
+    node: int,
+    best_key: NDArray[np.int64],
+    best_node: NDArray[np.int32],
+    filled: int,
+) -> int:
+    """Insert (key, node) into the sorted buffers, which hold `filled` of at most their length
+    entries, dropping the largest when full; returns the new fill. The buffers are ~10 long, so
+    insertion beats any heap."""
+    k = best_key.shape[0]
+    if filled == k and key >= best_key[k - 1]:
+        return filled
+    slot = filled if filled < k else k - 1
+    while slot > 0 and best_key[slot - 1] > key:
+        best_key[slot] = best_key[slot - 1]
+        best_node[slot] = best_node[slot - 1]
+        slot -= 1
+    best_key[slot] = key
+    best_node[slot] = node
+    return filled + 1 if filled < k else filled
+
+
+@_jit
 def neighbour_lists(D: NDArray[np.int32], k: int, incoming: bool) -> NDArray[np.int32]:
     """The k cheapest other nodes of every node, cheapest first, in O(m²·k) without sorting rows.
 
@@ -37,18 +61,7 @@ def neighbour_lists(D: NDArray[np.int32], k: int, incoming: bool) -> NDArray[np.
             if j == i:
                 continue
             c = np.int64(D[j, i]) if incoming else np.int64(D[i, j])
-            if filled == k and c >= best_cost[k - 1]:
-                continue
-            # Insertion into the small sorted buffer: k is ~10, so this beats any heap.
-            slot = filled if filled < k else k - 1
-            while slot > 0 and best_cost[slot - 1] > c:
-                best_cost[slot] = best_cost[slot - 1]
-                best_node[slot] = best_node[slot - 1]
-                slot -= 1
-            best_cost[slot] = c
-            best_node[slot] = j
-            if filled < k:
-                filled += 1
+            filled = _keep_smallest(c, j, best_cost, best_node, filled)
         for s in range(k):
             out[i, s] = best_node[s]
     return out
@@ -162,17 +175,7 @@ def candidate_lists(D: NDArray[np.int32], k_alpha: int, k: int) -> NDArray[np.in
             if j == i:
                 continue
             key = ((np.int64(D[i, j]) - beta[j]) << np.int64(32)) + np.int64(D[i, j])
-            if filled == k_alpha and key >= best_key[k_alpha - 1]:
-                continue
-            slot = filled if filled < k_alpha else k_alpha - 1
-            while slot > 0 and best_key[slot - 1] > key:
-                best_key[slot] = best_key[slot - 1]
-                best_node[slot] = best_node[slot - 1]
-                slot -= 1
-            best_key[slot] = key
-            best_node[slot] = j
-            if filled < k_alpha:
-                filled += 1
+            filled = _keep_smallest(key, j, best_key, best_node, filled)
         count = 0
         for s in range(filled):
             out[i, count] = best_node[s]
