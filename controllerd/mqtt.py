@@ -41,6 +41,12 @@ class Publisher(Protocol):
     ) -> bool: ...
 
 
+class TelemetryPublisher(Publisher, Protocol):
+    """What a device poller needs: also a QoS 0, not retained publish that never waits."""
+
+    def publish_nowait(self, topic: str, payload: bytes) -> bool: ...
+
+
 #: Handles one incoming message; runs as its own task, so a slow handler blocks no other.
 MessageHandler = Callable[[aiomqtt.Message], Awaitable[None]]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,7 +17,7 @@ import structlog
 
 from controllerd._time import utc_now
 from controllerd.config import DeviceConfig
-from controllerd.mqtt import Publisher
+from controllerd.mqtt import TelemetryPublisher
 from controllerd.topics import DeviceStatePayload, Topics, telemetry_json
 from drivers import Driver, DriverError, Reading
 
@@ -77,7 +77,7 @@ class DevicePoller:
         *,
         device: DeviceConfig,
         driver: Driver,
-        mqtt: Publisher,
+        mqtt: TelemetryPublisher,
         topics: Topics,
         alarms: AlarmInput | None = None,
     ) -> None:
@@ -87,10 +87,7 @@ class DevicePoller:
         self._mqtt = mqtt
         self._topics = topics
         self._telemetry_topic = topics.telemetry(device.id)
-        #: a QoS 0 publish that needs no await (`MqttConnection.publish_nowait`), if offered
-        self._publish_nowait: Callable[[str, bytes], bool] | None = getattr(
-            mqtt, "publish_nowait", None
-        )
+        self._publish_nowait = mqtt.publish_nowait  # telemetry: no await, no coroutine
         self._device_id = device.id
         self._log = _log.bind(device=device.id, kind=device.kind)
         self._stale_after = device.stale_limits()
@@ -130,6 +127,7 @@ class DevicePoller:
             reading = await self._driver.read()
         except DriverError as exc:
             await self._failed(exc)
+            now = time.monotonic()
         except Exception as exc:
             # A driver bug must cost this device a poll, never the daemon: the other devices
             # keep being watched, and the failure is as visible as any other.
@@ -139,6 +137,7 @@ class DevicePoller:
                     f"internal driver error: {exc!r}", device=self.device.id, operation="read"
                 )
             )
+            now = time.monotonic()
         else:
             # The success path inline (every poll of a healthy device: no frame of its own).
             now = time.monotonic()
@@ -152,22 +151,14 @@ class DevicePoller:
                 stale=stale,
                 texts=reading.texts,
             )
-            if self._publish_nowait is not None:
-                self._publish_nowait(self._telemetry_topic, payload)
-            else:
-                await self._mqtt.publish(self._telemetry_topic, payload)
+            self._publish_nowait(self._telemetry_topic, payload)
             if self._alarms is not None:
                 self._alarms.on_reading(self._device_id, reading, stale)
             if self.connected is not True or self.error is not None:
                 await self._now_connected()
             self.failures = 0
-            self.polls += 1
-            self.last_cycle = now
-            if self.polls == 1:
-                self.first_cycle_done.set()
-            return
         self.polls += 1
-        self.last_cycle = time.monotonic()
+        self.last_cycle = now
         if self.polls == 1:
             self.first_cycle_done.set()
 

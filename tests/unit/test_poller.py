@@ -50,6 +50,10 @@ class RecordingPublisher:
         self.sent.append((topic, json.loads(payload), qos, retain))
         return True
 
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+        self.sent.append((topic, json.loads(payload), 0, False))
+        return True
+
     def on(self, suffix: str) -> list[dict[str, Any]]:
         return [body for topic, body, _, _ in self.sent if topic.endswith(suffix)]
 
