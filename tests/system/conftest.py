@@ -10,6 +10,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,16 @@ class Stack:
         _terminate(self.simulators)
         self.broker.stop()
 
+    @contextmanager
+    def running(self) -> Iterator[Stack]:
+        """The simulators and the daemon started; everything (broker too) stopped on leaving."""
+        try:
+            self.start_simulators()
+            self.start_daemon()
+            yield self
+        finally:
+            self.stop()
+
 
 def make_stack(
     workdir: Path,
@@ -142,13 +153,8 @@ def make_stack(
 @pytest.fixture(scope="module")
 def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The demo room on simulators with a running daemon, shared by a module's tests."""
-    stack = make_stack(tmp_path_factory.mktemp("room"))
-    try:
-        stack.start_simulators()
-        stack.start_daemon()
+    with make_stack(tmp_path_factory.mktemp("room")).running() as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def wait_until(predicate: object, *, timeout: float = 15.0) -> None:

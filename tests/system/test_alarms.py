@@ -170,13 +170,8 @@ def alarm_room(
             ],
         }
 
-    stack = make_stack(workdir, edit=edit)
-    try:
-        stack.start_simulators()
-        stack.start_daemon()
+    with make_stack(workdir, edit=edit).running() as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

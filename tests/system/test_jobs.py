@@ -143,12 +143,8 @@ def _room_edit(data: dict[str, Any]) -> None:
 @pytest.fixture(scope="module")
 def job_room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = make_stack(tmp_path_factory.mktemp("jobs"), speed=20.0, edit=_room_edit)
-    try:
-        stack.start_simulators()
-        stack.start_daemon()
+    with stack.running():
         yield stack
-    finally:
-        stack.stop()
 
 
 def _inventory_for(stack: Stack) -> Inventory:
@@ -552,13 +548,8 @@ async def test_faults_during_a_job_lose_and_duplicate_nothing(tmp_path: Path) ->
     every movement is at the inventory exactly once, and every tube is where the movements say
     in the store simulator's racks and output rack."""
     rng = random.Random(8)
-    stack = make_stack(tmp_path / "room", speed=FAULT_SPEED, edit=_room_edit)
-    try:
-        stack.start_simulators()
-        stack.start_daemon()
+    with make_stack(tmp_path / "room", speed=FAULT_SPEED, edit=_room_edit).running() as stack:
         await _faults_during_a_job(stack, rng)
-    finally:
-        stack.stop()
 
 
 async def _faults_during_a_job(stack: Stack, rng: random.Random) -> None:

@@ -530,12 +530,8 @@ def store_room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     path = workdir / "room.toml"
     path.write_text(tomli_w.dumps(room))
     stack = Stack(workdir=workdir, broker=broker, room_path=path, config=load_config(path))
-    try:
-        stack.start_simulators()
-        stack.start_daemon()
+    with stack.running():
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture
