@@ -29,6 +29,7 @@ from controllerd._time import utc_now
 from controllerd.config import Config, MqttSection
 from controllerd.topics import StatusPayload, Topics
 from drivers import Backoff, cancel_and_wait
+from drivers.mqtt_session import mqtt_session
 
 _log = structlog.get_logger("controllerd.mqtt")
 
@@ -191,7 +192,7 @@ class MqttConnection:
     async def _run(self) -> None:
         while not self._stopping:
             try:
-                async with self._make_client() as client:
+                async with mqtt_session(self._make_client()) as client:
                     self._client = client
                     self._batch = Qos0Batch(paho=client._client, on_dropped=self._count_dropped)
                     # Subscribed before `online`: whoever waits for `online` to send a

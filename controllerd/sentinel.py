@@ -53,6 +53,7 @@ from controllerd.notify import EscalationSection, NotifierConfig, check_notifier
 from controllerd.notify.channels import Channel, build_channel
 from controllerd.notify.pager import Pager
 from drivers import Backoff
+from drivers.mqtt_session import mqtt_session
 
 _log = structlog.get_logger("controllerd.sentinel")
 
@@ -183,7 +184,7 @@ class Sentinel:
         )
         while True:
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     cfg.host,
                     port=cfg.port,
                     identifier=f"controllerd-sentinel-{self._cfg.id}",
@@ -192,7 +193,8 @@ class Sentinel:
                     password=password,
                     keepalive=cfg.keepalive_s,
                     timeout=10,
-                ) as client:
+                )
+                async with mqtt_session(client):
                     self._client = client
                     for base in self._watched:
                         await client.subscribe(f"{base}/status", qos=1)

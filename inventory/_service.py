@@ -30,6 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from drivers import Backoff, cancel_and_wait
+from drivers.mqtt_session import mqtt_session
 from inventory._config import InventoryConfig
 from inventory._errors import StoreError
 from inventory._intake import Intake
@@ -182,7 +183,7 @@ class Inventory:
             heads=await self._store.heads(), open_entries=await self._store.open_quarantine()
         )
         cfg = self._config.mqtt
-        async with self._make_client() as client:
+        async with mqtt_session(self._make_client()) as client:
             self._client = client
             # Subscribed before saying `online`: a movement published once the status says
             # online is queued for this session even on the very first start.

@@ -22,5 +22,8 @@ async def fail_test_on_unclosed_tasks() -> AsyncIterator[None]:
     for task in leftover:
         task.cancel()
     if leftover:
-        names = ", ".join(sorted(task.get_name() for task in leftover))
+        # aiomqtt's and asyncio's own tasks are unnamed: the coroutine says what they are.
+        names = ", ".join(
+            sorted(f"{task.get_name()} ({task.get_coro().__qualname__})" for task in leftover)  # type: ignore[union-attr]
+        )
         pytest.fail(f"test left tasks running: {names}")

@@ -11,6 +11,7 @@ import json
 
 import aiomqtt
 
+from drivers.mqtt_session import mqtt_session
 from inventory.events import MovementEvent
 
 
@@ -49,13 +50,14 @@ class OutboxPublisher:
     async def run(self) -> None:
         while not self.done:
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     "127.0.0.1",
                     port=self.port,
                     identifier=f"test-outbox-{self.controller}",
                     protocol=aiomqtt.ProtocolVersion.V5,
                     timeout=5,
-                ) as client:
+                )
+                async with mqtt_session(client):
                     client.pending_calls_threshold = 1_000_000
                     await client.subscribe(self.ack_topic, qos=1)
                     async with asyncio.TaskGroup() as group:
