@@ -12,7 +12,10 @@ call tree as the daemon:
 - `sentinel.broker`: the broker has been unreachable for `broker_timeout_s` (pages go out
   through the channels that do not need the broker).
 
-Alarm ids carry the site: rooms of different sites may share a controller id.
+Alarm ids carry the site: rooms of different sites may share a controller id. With
+`[sentinel].state_dir` the alarms' states and the pages sent are kept in SQLite there (the
+daemon's `StateDb`), so a restarted sentinel neither pages an outage it has paged already nor
+forgets to tell those it paged when the outage ends.
 
 ```toml
 [mqtt]
@@ -33,7 +36,9 @@ levels = [{ notifiers = ["oncall"] }]
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import time
 import tomllib
 from dataclasses import dataclass
@@ -52,6 +57,7 @@ from controllerd.config import ConfigError, LoggingSection, MqttSection, _format
 from controllerd.notify import EscalationSection, NotifierConfig, check_notifier_refs
 from controllerd.notify.channels import Channel, build_channel
 from controllerd.notify.pager import Pager
+from controllerd.statedb import StateDb
 from drivers import Backoff
 from drivers.mqtt_session import mqtt_session
 
@@ -67,6 +73,10 @@ class SentinelSection(Strict):
     )
     heartbeat_timeout_s: float = Field(default=60.0, gt=0, description="Silence that pages.")
     broker_timeout_s: float = Field(default=60.0, gt=0, description="Broker outage that pages.")
+    state_dir: Path | None = Field(
+        default=None,
+        description="Alarm states and pages kept across restarts (SQLite); none: in memory.",
+    )
 
     @field_validator("controllers")
     @classmethod
@@ -117,6 +127,12 @@ def load_sentinel_config(path: Path) -> SentinelConfig:
         raise ConfigError(str(path), _format_errors(exc)) from exc
 
 
+#: One stored change of an alarm: (alarm, device, facts, payload, history rows).
+_Save = tuple[str, str, dict[str, Any], bytes, list[tuple[str, int, str, float | None, str]]]
+#: The AlarmState fields a restart restores.
+_FACTS = ("condition", "active", "acked", "announced", "occurrence")
+
+
 @dataclass
 class _Watched:
     base: str
@@ -143,6 +159,20 @@ class Sentinel:
             for base in self._cfg.controllers
         }
         self._broker = AlarmState(alarm="sentinel.broker")
+        self._alarms: dict[str, tuple[AlarmState, str]] = {
+            "sentinel.broker": (self._broker, "sentinel")
+        }
+        for watched in self._watched.values():
+            for state in (watched.offline, watched.silent):
+                self._alarms[state.alarm] = (state, watched.base)
+        #: the last page payload per alarm (what a restart resumes the pager with)
+        self._payloads: dict[str, dict[str, Any]] = {}
+        self._db = (
+            StateDb(path=self._cfg.state_dir / "sentinel.sqlite3")
+            if self._cfg.state_dir is not None
+            else None
+        )
+        self._saves: asyncio.Queue[_Save] = asyncio.Queue()
         self._broker_down_since: float | None = now
         self._client: aiomqtt.Client | None = None
         channels: dict[str, Channel] = {}
@@ -153,7 +183,7 @@ class Sentinel:
         self.pager = Pager(
             channels=channels,
             escalation=config.escalation,
-            db=None,
+            db=self._db,
             context={"sentinel": self._cfg.id},
             retry_initial_s=retry_initial_s,
         )
@@ -172,9 +202,81 @@ class Sentinel:
         return True
 
     async def run(self) -> None:
-        async with self.pager, asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._session(), name="sentinel-session")
-            tasks.create_task(self._clock(), name="sentinel-clock")
+        async with contextlib.AsyncExitStack() as stack:
+            if self._db is not None:
+                await stack.enter_async_context(self._db)
+                await self._restore(self._db)
+            await stack.enter_async_context(self.pager)
+            await self.pager.resume(self._open_occurrences())
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._session(), name="sentinel-session")
+                tasks.create_task(self._clock(), name="sentinel-clock")
+                if self._db is not None:
+                    tasks.create_task(self._store(self._db), name="sentinel-store")
+
+    async def _restore(self, db: StateDb) -> None:
+        """The alarms as the last run left them; rows of controllers no longer watched go."""
+        stored = await db.run(db.load_alarms)
+        gone = [alarm for alarm in stored if alarm not in self._alarms]
+
+        def forget() -> None:
+            for alarm in gone:
+                db.delete_alarm(alarm)
+
+        if gone:
+            await db.run(forget)
+        for alarm, facts in stored.items():
+            known = self._alarms.get(alarm)
+            if known is None:
+                continue
+            state, _device = known
+            for key in _FACTS:
+                if key in facts:
+                    setattr(state, key, facts[key])
+            if isinstance(facts.get("payload"), dict):
+                self._payloads[alarm] = facts["payload"]
+            if state.active:
+                _log.info("alarm still active from before the restart", alarm=alarm)
+
+    def _open_occurrences(self) -> list[AlarmNotice]:
+        """Active alarms restored from the last run, for the pager: it pages those never
+        paged and keeps the others to tell them when the outage ends."""
+        return [
+            AlarmNotice(
+                event=Event.RAISED,
+                alarm=alarm,
+                occurrence=state.occurrence,
+                severity="critical",
+                payload=self._payloads.get(alarm)
+                or self._payload(Event.RAISED, state, f"{alarm} (before a restart)", device),
+                actor="sentinel",
+            )
+            for alarm, (state, device) in self._alarms.items()
+            if state.active and state.announced
+        ]
+
+    async def _store(self, db: StateDb) -> None:
+        """Write alarm changes in order; what is queued when stopping is still written."""
+        try:
+            while True:
+                save = await self._saves.get()
+                await self._write(db, save)
+        finally:
+            while not self._saves.empty():
+                await self._write(db, self._saves.get_nowait())
+
+    @staticmethod
+    async def _write(db: StateDb, save: _Save) -> None:
+        alarm, device, facts, payload, rows = save
+        try:
+            await db.run(
+                lambda: db.save_alarm(
+                    alarm=alarm, device=device, state=facts, payload=payload, events=rows
+                )
+            )
+        except (OSError, sqlite3.Error) as exc:
+            # Paging goes on without the disk; a restart may then page this outage again.
+            _log.error("cannot store alarm state", alarm=alarm, error=str(exc))
 
     async def _session(self) -> None:
         cfg = self._config.mqtt
@@ -285,9 +387,38 @@ class Sentinel:
         elif not active and alarm.occurrence and Event.CLEARED in events:
             _log.info("recovered", alarm=alarm.alarm, message=message)
             self._submit(Event.CLEARED, alarm, message, device)
+        elif events:
+            self._save(alarm, device, [str(e) for e in events])
+
+    def _save(self, alarm: AlarmState, device: str, events: list[str]) -> None:
+        if self._db is None:
+            return
+        facts: dict[str, Any] = {key: getattr(alarm, key) for key in _FACTS}
+        payload = self._payloads.get(alarm.alarm, {})
+        facts["payload"] = payload
+        rows: list[tuple[str, int, str, float | None, str]] = [
+            (event, alarm.occurrence, alarm.state, None, "sentinel") for event in events
+        ]
+        self._saves.put_nowait((alarm.alarm, device, facts, json.dumps(payload).encode(), rows))
 
     def _submit(self, event: Event, alarm: AlarmState, message: str, device: str) -> None:
-        payload = {
+        payload = self._payload(event, alarm, message, device)
+        self._payloads[alarm.alarm] = payload
+        self._save(alarm, device, [str(event)])
+        self.pager.submit(
+            AlarmNotice(
+                event=event,
+                alarm=alarm.alarm,
+                occurrence=alarm.occurrence,
+                severity="critical",
+                payload=payload,
+                actor="sentinel",
+            )
+        )
+
+    @staticmethod
+    def _payload(event: Event, alarm: AlarmState, message: str, device: str) -> dict[str, Any]:
+        return {
             "alarm": alarm.alarm,
             "device": device,
             "state": "unacked" if event is Event.RAISED else "normal",
@@ -300,13 +431,3 @@ class Sentinel:
             "since": utc_now(),
             "occurrence": alarm.occurrence,
         }
-        self.pager.submit(
-            AlarmNotice(
-                event=event,
-                alarm=alarm.alarm,
-                occurrence=alarm.occurrence,
-                severity="critical",
-                payload=payload,
-                actor="sentinel",
-            )
-        )

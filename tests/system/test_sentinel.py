@@ -3,7 +3,9 @@
 One room (broker, simulators, daemon) and a sentinel watching it and a second controller of
 another site with the same room id, which is offline from the start: the two must page as two
 controllers. The daemon is then stopped (SIGSTOP: alive but silent), continued, killed
-(kill -9: the broker sends its last will) and restarted, and the broker is stopped.
+(kill -9: the broker sends its last will) and restarted; the sentinel is restarted during the
+other controller's outage, which must not page again but must page its end; and the broker is
+stopped.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def sentinel_config(stack: Stack, out: Path, controllers: list[str]) -> Path:
             "controllers": controllers,
             "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
             "broker_timeout_s": 3.0,
+            "state_dir": str(stack.workdir / "sentinel-state"),
         },
         "notifiers": [
             {"id": "script", "type": "exec", "command": [*WRITE_STDIN, str(out)]},
@@ -103,7 +106,8 @@ async def test_sentinel_pages_on_hang_kill_and_broker_loss(tmp_path: Path) -> No
             await client.publish(
                 f"{other_base}/status", json.dumps({"state": "offline"}), qos=1, retain=True
             )
-        sentinel = start_sentinel(sentinel_config(stack, out, [stack.base, other_base]), log)
+        sentinel_toml = sentinel_config(stack, out, [stack.base, other_base])
+        sentinel = start_sentinel(sentinel_toml, log)
         offline = await wait_for_page(out, f"{other}.offline", "raised")
         assert offline["device"] == other_base
         # Heartbeats flow from ours: past the silence timeout, nothing pages for it.
@@ -138,10 +142,30 @@ async def test_sentinel_pages_on_hang_kill_and_broker_loss(tmp_path: Path) -> No
         assert len(paged(out, f"{ours}.silent")) == 1  # the hang's, not the kill's
         assert paged(out, f"{other}.silent") == []  # offline: its silence is no news
 
+        # The sentinel restarts during the other controller's outage: the outage was paged
+        # and stays paged once (state_dir), and its end is paged to those paged before.
+        os.killpg(sentinel.pid, signal.SIGTERM)
+        assert sentinel.wait(timeout=10) == 0, log.read_text()
+        sentinel = start_sentinel(sentinel_toml, log)
+        for _ in range(200):
+            if log.read_text().count("broker connected") >= 2:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"restarted sentinel did not connect:\n{log.read_text()}")
+        await asyncio.sleep(1.0)  # the retained `offline` is read again
+        async with aiomqtt.Client(
+            "127.0.0.1", port=stack.broker.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as client:
+            await client.publish(
+                f"{other_base}/status", json.dumps({"state": "online"}), qos=1, retain=True
+            )
+        await wait_for_page(out, f"{other}.offline", "cleared")
+        assert len(paged(out, f"{other}.offline")) == 1, pages(out)
+
         stack.broker.stop()
         await wait_for_page(out, "sentinel.broker", "raised")
         assert all(p["severity"] == "critical" for p in pages(out))
-        assert len(paged(out, f"{other}.offline")) == 1
     finally:
         if sentinel is not None and sentinel.poll() is None:
             os.killpg(sentinel.pid, signal.SIGTERM)

@@ -6,6 +6,7 @@ import configparser
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "controllerd.service"
 INVENTORY_UNIT = UNIT.with_name("inventoryd.service")
 SENTINEL_UNIT = UNIT.with_name("controllerd-sentinel.service")
+CONFIG_DIR = UNIT.parents[1] / "config"
 
 
 def _sections(unit: Path) -> configparser.ConfigParser:
@@ -55,8 +57,12 @@ def test_sentinel_unit_runs_the_sentinel_on_its_own() -> None:
     assert service["User"] == "controllerd"
     assert service["ProtectSystem"] == "strict"
     assert service["NoNewPrivileges"] == "yes"
-    # No state to keep and no serial devices: tighter than the daemon.
-    assert "StateDirectory" not in service and "SupplementaryGroups" not in service
+    # Its own state (alarms and pages across restarts, where the example config keeps them),
+    # apart from the daemon's; no serial devices: tighter than the daemon.
+    assert service["StateDirectory"] == "controllerd-sentinel"
+    example = tomllib.loads((CONFIG_DIR / "sentinel.example.toml").read_text())
+    assert example["sentinel"]["state_dir"] == "/var/lib/controllerd-sentinel"
+    assert "SupplementaryGroups" not in service
     assert service["PrivateDevices"] == "yes"
     # Its fate is not tied to the daemon it watches (it is meant for another machine).
     unit = parser["Unit"]
