@@ -41,6 +41,7 @@ from controllerd.planner._tour_ops import (
     reverse,
     reverse_logged,
     set_positions,
+    wrap,
 )
 
 GLOBAL_KICK_ODDS = 10
@@ -68,7 +69,7 @@ def _local_search(
     total = np.int64(0)
     while qs[1] > 0:
         a = queue[qs[0]]
-        qs[0] = (qs[0] + 1) % m
+        qs[0] = wrap(qs[0] + 1, m)
         qs[1] -= 1
         inq[a] = False
         while True:
@@ -108,11 +109,11 @@ def _segment_swap_kick(
     l2 = 1 + rand_below(rng, max_segment)
     i = rand_below(rng, m)
     a = tour[i]
-    x1 = tour[(i + 1) % m]
-    x2 = tour[(i + l1) % m]
-    y1 = tour[(i + l1 + 1) % m]
-    y2 = tour[(i + l1 + l2) % m]
-    z = tour[(i + l1 + l2 + 1) % m]
+    x1 = tour[wrap(i + 1, m)]
+    x2 = tour[wrap(i + l1, m)]
+    y1 = tour[wrap(i + l1 + 1, m)]
+    y2 = tour[wrap(i + l1 + l2, m)]
+    z = tour[wrap(i + l1 + l2 + 1, m)]
     delta = np.int64(D[a, y1]) + D[y2, x1] + D[x2, z] - D[a, x1] - D[x2, y1] - D[y2, z]
     reverse_logged(tour, pos, i + 1, i + l1, journal, jlen)
     reverse_logged(tour, pos, i + l1 + 1, i + l1 + l2, journal, jlen)
@@ -145,13 +146,13 @@ def _double_bridge_kick(
     l3 = 1 + rand_below(rng, max_segment)
     i = rand_below(rng, m)
     a = tour[i]
-    b1 = tour[(i + 1) % m]
-    b2 = tour[(i + l1) % m]
-    c1 = tour[(i + l1 + 1) % m]
-    c2 = tour[(i + l1 + l2) % m]
-    d1 = tour[(i + l1 + l2 + 1) % m]
-    d2 = tour[(i + l1 + l2 + l3) % m]
-    e = tour[(i + l1 + l2 + l3 + 1) % m]
+    b1 = tour[wrap(i + 1, m)]
+    b2 = tour[wrap(i + l1, m)]
+    c1 = tour[wrap(i + l1 + 1, m)]
+    c2 = tour[wrap(i + l1 + l2, m)]
+    d1 = tour[wrap(i + l1 + l2 + 1, m)]
+    d2 = tour[wrap(i + l1 + l2 + l3, m)]
+    e = tour[wrap(i + l1 + l2 + l3 + 1, m)]
     delta = (
         np.int64(D[a, d1])
         + D[d2, c1]

@@ -22,11 +22,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from controllerd.planner._jit import jit as _jit
-from controllerd.planner._tour_ops import move_segment, push, reverse_logged, swap_blocks
+from controllerd.planner._jit import jit_inline
+from controllerd.planner._tour_ops import move_segment, push, reverse_logged, swap_blocks, wrap
 
 
-@_jit
+@jit_inline
 def try_2opt(
     a: int,
     D: NDArray[np.int32],
@@ -42,7 +42,7 @@ def try_2opt(
     m = tour.shape[0]
     pa = pos[a]
     for direction in range(2):
-        b = tour[(pa + 1) % m] if direction == 0 else tour[(pa - 1) % m]
+        b = tour[wrap(pa + 1, m)] if direction == 0 else tour[wrap(pa - 1, m)]
         dab = np.int64(D[a, b])
         for s in range(nout.shape[1]):
             c = nout[a, s]
@@ -50,7 +50,7 @@ def try_2opt(
             if dac >= dab:
                 break  # neighbour lists are sorted: no later c can gain on the first edge
             pc = pos[c]
-            d = tour[(pc + 1) % m] if direction == 0 else tour[(pc - 1) % m]
+            d = tour[wrap(pc + 1, m)] if direction == 0 else tour[wrap(pc - 1, m)]
             if c == b or d == a:
                 continue
             delta = dac + D[b, d] - dab - D[c, d]
@@ -59,7 +59,7 @@ def try_2opt(
                     i, j = pos[b], pc  # a b … c d  →  a c … b d
                 else:
                     i, j = pa, pos[d]  # b a … d c  →  b d … a c
-                if 2 * ((j - i) % m + 1) > m:
+                if 2 * (wrap(j - i, m) + 1) > m:
                     # The complement gives the same cycle and moves fewer nodes.
                     i, j = j + 1, i - 1
                 reverse_logged(tour, pos, i, j, journal, jlen)
@@ -71,7 +71,7 @@ def try_2opt(
     return np.int64(0)
 
 
-@_jit
+@jit_inline
 def try_or_opt(
     a: int,
     D: NDArray[np.int32],
@@ -94,12 +94,12 @@ def try_or_opt(
         for side in range(2):
             if side == 1 and length == 1:
                 continue
-            i = pa if side == 0 else (pa - length + 1) % m
-            j = (i + length - 1) % m
+            i = pa if side == 0 else wrap(pa - length + 1, m)
+            j = wrap(i + length - 1, m)
             s1 = tour[i]
             s2 = tour[j]
-            p = tour[(i - 1) % m]
-            nx = tour[(j + 1) % m]
+            p = tour[wrap(i - 1, m)]
+            nx = tour[wrap(j + 1, m)]
             removed = np.int64(D[p, s1]) + D[s2, nx] - D[p, nx]
             if removed <= 0:
                 continue
@@ -108,10 +108,10 @@ def try_or_opt(
                 c = nin[s1, s]
                 if D[c, s1] >= removed:
                     break
-                if (pos[c] - i) % m < length:
+                if wrap(pos[c] - i, m) < length:
                     continue
                 if c != p:
-                    e = tour[(pos[c] + 1) % m]
+                    e = tour[wrap(pos[c] + 1, m)]
                     delta = np.int64(D[c, s1]) + D[s2, e] - D[c, e] - removed
                     if delta < 0:
                         move_segment(tour, pos, i, length, c, False, journal, jlen)
@@ -123,7 +123,7 @@ def try_or_opt(
                         push(s2, queue, inq, qs)
                         return delta
                 if symmetric and c != nx:
-                    f = tour[(pos[c] - 1) % m]
+                    f = tour[wrap(pos[c] - 1, m)]
                     delta = np.int64(D[f, s2]) + D[s1, c] - D[f, c] - removed
                     if delta < 0:
                         move_segment(tour, pos, i, length, f, True, journal, jlen)
@@ -139,10 +139,10 @@ def try_or_opt(
                 c = nout[s2, s]
                 if D[s2, c] >= removed:
                     break
-                if (pos[c] - i) % m < length:
+                if wrap(pos[c] - i, m) < length:
                     continue
                 if c != nx:
-                    f = tour[(pos[c] - 1) % m]
+                    f = tour[wrap(pos[c] - 1, m)]
                     delta = np.int64(D[f, s1]) + D[s2, c] - D[f, c] - removed
                     if delta < 0:
                         move_segment(tour, pos, i, length, f, False, journal, jlen)
@@ -154,7 +154,7 @@ def try_or_opt(
                         push(s2, queue, inq, qs)
                         return delta
                 if symmetric and c != p:
-                    e = tour[(pos[c] + 1) % m]
+                    e = tour[wrap(pos[c] + 1, m)]
                     delta = np.int64(D[c, s2]) + D[s1, e] - D[c, e] - removed
                     if delta < 0:
                         move_segment(tour, pos, i, length, c, True, journal, jlen)
@@ -168,7 +168,7 @@ def try_or_opt(
     return np.int64(0)
 
 
-@_jit
+@jit_inline
 def try_or3opt(
     t1: int,
     D: NDArray[np.int32],
@@ -189,7 +189,7 @@ def try_or3opt(
     m = tour.shape[0]
     p1 = pos[t1]
     # Forward: removed t1→t2, t3→t4, t5→t6.
-    t2 = tour[(p1 + 1) % m]
+    t2 = tour[wrap(p1 + 1, m)]
     p2 = pos[t2]
     d12 = np.int64(D[t1, t2])
     for s in range(nin.shape[1]):
@@ -200,18 +200,18 @@ def try_or3opt(
         if t3 == t1:
             continue
         p3 = pos[t3]
-        span = (p3 - p2) % m  # t5 sits at offsets 0 .. span-1 from t2
-        t4 = tour[(p3 + 1) % m]
+        span = wrap(p3 - p2, m)  # t5 sits at offsets 0 .. span-1 from t2
+        t4 = tour[wrap(p3 + 1, m)]
         g1 += D[t3, t4]
         for r in range(nin.shape[1]):
             t5 = nin[t4, r]
             g2 = g1 - D[t5, t4]
             if g2 <= 0:
                 break
-            off = (pos[t5] - p2) % m
+            off = wrap(pos[t5] - p2, m)
             if off >= span:
                 continue
-            t6 = tour[(pos[t5] + 1) % m]
+            t6 = tour[wrap(pos[t5] + 1, m)]
             gain = g2 + D[t5, t6] - D[t1, t6]
             if gain > 0:
                 swap_blocks(tour, pos, p2, off + 1, span - off, journal, jlen)
@@ -220,7 +220,7 @@ def try_or3opt(
                 return -gain
     # Backward: removed t2→t1, t4→t3, t6→t5; t4 [t5..t2]... mirrored: t4 → t5..t2 → t3..t6 → t1
     # from the tour t4 [t3..t6] [t5..t2] t1.
-    t2 = tour[(p1 - 1) % m]
+    t2 = tour[wrap(p1 - 1, m)]
     p2 = pos[t2]
     d21 = np.int64(D[t2, t1])
     for s in range(nout.shape[1]):
@@ -231,18 +231,18 @@ def try_or3opt(
         if t3 == t1:
             continue
         p3 = pos[t3]
-        span = (p2 - p3) % m  # t5 sits at offsets 0 .. span-1 back from t2
-        t4 = tour[(p3 - 1) % m]
+        span = wrap(p2 - p3, m)  # t5 sits at offsets 0 .. span-1 back from t2
+        t4 = tour[wrap(p3 - 1, m)]
         g1 += D[t4, t3]
         for r in range(nout.shape[1]):
             t5 = nout[t4, r]
             g2 = g1 - D[t4, t5]
             if g2 <= 0:
                 break
-            off = (p2 - pos[t5]) % m
+            off = wrap(p2 - pos[t5], m)
             if off >= span:
                 continue
-            t6 = tour[(pos[t5] - 1) % m]
+            t6 = tour[wrap(pos[t5] - 1, m)]
             gain = g2 + D[t6, t5] - D[t6, t1]
             if gain > 0:
                 # Blocks from t3: Q = t3..t6 (span - off), P = t5..t2 (off + 1): Q P → P Q.
@@ -253,7 +253,7 @@ def try_or3opt(
     return np.int64(0)
 
 
-@_jit
+@jit_inline
 def try_or3opt_reversed(
     t1: int,
     D: NDArray[np.int32],
@@ -269,7 +269,7 @@ def try_or3opt_reversed(
     """Symmetric only: t1 [t2..t5] [t6..t4] t3 → t1 [t6..t4] [t5..t2] t3 (new edges t2-t3,
     t4-t5, t1-t6, each from a candidate list while the partial gain stays positive)."""
     m = tour.shape[0]
-    p2 = (pos[t1] + 1) % m
+    p2 = wrap(pos[t1] + 1, m)
     t2 = tour[p2]
     d12 = np.int64(D[t1, t2])
     for s in range(nout.shape[1]):
@@ -280,21 +280,21 @@ def try_or3opt_reversed(
         if t3 == t1:
             continue
         p3 = pos[t3]
-        p4 = (p3 - 1) % m
+        p4 = wrap(p3 - 1, m)
         t4 = tour[p4]
         if t4 == t2:  # t3 follows t2: no segment between them
             continue
-        span = (p3 - p2) % m  # t2 .. t4 take offsets 0 .. span-1
+        span = wrap(p3 - p2, m)  # t2 .. t4 take offsets 0 .. span-1
         g1 += D[t4, t3]
         for r in range(nout.shape[1]):
             t5 = nout[t4, r]
             g2 = g1 - D[t4, t5]
             if g2 <= 0:
                 break
-            off = (pos[t5] - p2) % m
+            off = wrap(pos[t5] - p2, m)
             if off > span - 2:
                 continue  # t5 must lie before t4, so that t6 = succ(t5) is not t3
-            t6 = tour[(pos[t5] + 1) % m]
+            t6 = tour[wrap(pos[t5] + 1, m)]
             gain = g2 + D[t5, t6] - D[t1, t6]
             if gain > 0:
                 # Reverse t2..t4 as a whole, then its first part (t4..t6) back.

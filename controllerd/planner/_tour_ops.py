@@ -16,10 +16,20 @@ from controllerd.planner._jit import jit as _jit
 
 
 @_jit
+def wrap(p: int, m: int) -> int:
+    """`p % m` for p in [-m, 2m), without a division (this is on every scan's hot path)."""
+    if p >= m:
+        return p - m
+    if p < 0:
+        return p + m
+    return p
+
+
+@_jit
 def reverse(tour: NDArray[np.int32], pos: NDArray[np.int32], i: int, j: int) -> None:
     """Reverse the cyclic range of positions i..j (inclusive, going forward)."""
     m = tour.shape[0]
-    length = (j - i) % m + 1
+    length = wrap(j - i, m) + 1
     for _ in range(length // 2):
         a = tour[i]
         b = tour[j]
@@ -62,7 +72,7 @@ def push(
     if not inq[v]:
         inq[v] = True
         m = queue.shape[0]
-        queue[(qs[0] + qs[1]) % m] = v
+        queue[wrap(qs[0] + qs[1], m)] = v
         qs[1] += 1
 
 
@@ -82,10 +92,10 @@ def move_segment(
     Done as a swap of adjacent blocks (three reversals), going whichever way moves fewer nodes.
     """
     m = tour.shape[0]
-    j = (i + length - 1) % m
+    j = wrap(i + length - 1, m)
     pc = pos[c]
-    forward = (pc - j) % m
-    backward = (i - pc - 1) % m
+    forward = wrap(pc - j, m)
+    backward = wrap(i - pc - 1, m)
     if forward <= backward:
         # [segment][Y] → [Y][segment], Y = j+1..pc
         if not reverse:

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from controllerd.planner._construct import neighbour_lists, tour_cost
 from controllerd.planner._kernels import descend, ils_chunk
 from controllerd.planner._moves import try_or3opt
-from controllerd.planner._tour_ops import set_positions, swap_blocks
+from controllerd.planner._tour_ops import set_positions, swap_blocks, wrap
 
 
 def _matrix(m: int, seed: int, *, symmetric: bool) -> NDArray[np.int32]:
@@ -28,6 +28,13 @@ def _matrix(m: int, seed: int, *, symmetric: bool) -> NDArray[np.int32]:
 
 def _cycle(tour: NDArray[np.int32]) -> set[tuple[int, int]]:
     return {(int(a), int(b)) for a, b in zip(tour, np.roll(tour, -1), strict=True)}
+
+
+@pytest.mark.parametrize("m", [1, 2, 7, 200])
+def test_wrap_is_modulo_over_the_range_the_moves_use(m: int) -> None:
+    # The moves index the tour by wrap(p, m) instead of p % m on their hot paths.
+    for p in range(-m, 2 * m):
+        assert wrap(p, m) == p % m
 
 
 @pytest.mark.parametrize("m", [5, 9, 20])
