@@ -81,7 +81,9 @@ def _local_search(
                     a, D, nin, nout, symmetric, tour, pos, queue, inq, qs, journal, jlen
                 )
             if delta == 0:
-                delta = try_or3opt(a, D, nin, nout, tour, pos, queue, inq, qs, journal, jlen)
+                delta = try_or3opt(
+                    a, D, nin, nout, symmetric, tour, pos, queue, inq, qs, journal, jlen
+                )
             if delta == 0 and symmetric:
                 delta = try_or3opt_reversed(a, D, nout, tour, pos, queue, inq, qs, journal, jlen)
             if delta == 0:

@@ -174,6 +174,7 @@ def try_or3opt(
     D: NDArray[np.int32],
     nin: NDArray[np.int32],
     nout: NDArray[np.int32],
+    symmetric: bool,
     tour: NDArray[np.int32],
     pos: NDArray[np.int32],
     queue: NDArray[np.int32],
@@ -218,6 +219,16 @@ def try_or3opt(
                 for v in (np.int32(t1), t2, t3, t4, t5, t6):
                     push(v, queue, inq, qs)
                 return -gain
+            if symmetric and off > 0:
+                # Both reversed in place: t1 [t2..t6] [t5..t3] t4 → t1 [t6..t2] [t3..t5] t4.
+                t6 = tour[wrap(pos[t5] - 1, m)]
+                gain = g2 + D[t6, t5] - D[t1, t6]
+                if gain > 0:
+                    reverse_logged(tour, pos, p2, p2 + off - 1, journal, jlen)
+                    reverse_logged(tour, pos, p2 + off, p3, journal, jlen)
+                    for v in (np.int32(t1), t2, t3, t4, t5, t6):
+                        push(v, queue, inq, qs)
+                    return -gain
     # Backward: removed t2→t1, t4→t3, t6→t5; t4 [t5..t2]... mirrored: t4 → t5..t2 → t3..t6 → t1
     # from the tour t4 [t3..t6] [t5..t2] t1.
     t2 = tour[wrap(p1 - 1, m)]
@@ -250,6 +261,16 @@ def try_or3opt(
                 for v in (np.int32(t1), t2, t3, t4, t5, t6):
                     push(v, queue, inq, qs)
                 return -gain
+            if symmetric and off > 0:
+                # Mirror image: t4 [t3..t5] [t6..t2] t1 → t4 [t5..t3] [t2..t6] t1.
+                t6 = tour[wrap(pos[t5] + 1, m)]
+                gain = g2 + D[t5, t6] - D[t1, t6]
+                if gain > 0:
+                    reverse_logged(tour, pos, p2 - off + 1, p2, journal, jlen)
+                    reverse_logged(tour, pos, p3, p2 - off, journal, jlen)
+                    for v in (np.int32(t1), t2, t3, t4, t5, t6):
+                        push(v, queue, inq, qs)
+                    return -gain
     return np.int64(0)
 
 

@@ -74,13 +74,67 @@ def test_or3opt_reports_the_exact_cost_change(symmetric: bool, seed: int) -> Non
         jlen = np.zeros(1, dtype=np.int64)
         for a in range(m):
             before = int(tour_cost(D, tour))
-            delta = int(try_or3opt(a, D, nin, nout, tour, pos, queue, inq, qs, journal, jlen))
+            delta = int(
+                try_or3opt(a, D, nin, nout, symmetric, tour, pos, queue, inq, qs, journal, jlen)
+            )
             assert sorted(tour.tolist()) == list(range(m))
             assert all(tour[pos[v]] == v for v in range(m))
             assert int(tour_cost(D, tour)) == before + delta
             assert delta <= 0
             applied += delta < 0
     assert applied > 0  # random tours are far from optimal: the move must find gains
+
+
+def _undirected(tour: NDArray[np.int32] | list[int]) -> frozenset[frozenset[int]]:
+    return frozenset(
+        frozenset((int(a), int(b))) for a, b in zip(tour, np.roll(tour, -1), strict=True)
+    )
+
+
+def test_or3opt_on_symmetric_matrices_also_reverses_both_segments_in_place() -> None:
+    # t1 [S1] [S2] t4 → t1 [S1'] [S2'] t4 moves no segment: the asymmetric search (segment
+    # swaps only) cannot make it. Wherever the symmetric search gains and the asymmetric one
+    # does not, the new tour must be such a double reversal next to t1.
+    m = 12
+    found = 0
+    for seed in range(100):
+        D = _matrix(m, seed, symmetric=True)
+        nout = neighbour_lists(D, 8, False)
+        nin = neighbour_lists(D, 8, True)
+        start = np.random.default_rng(seed).permutation(m).astype(np.int32)
+        for a in range(m):
+            deltas, tours = [], []
+            for symmetric in (False, True):
+                tour = start.copy()
+                pos = np.empty(m, dtype=np.int32)
+                set_positions(tour, pos)
+                queue = np.empty(m, dtype=np.int32)
+                inq = np.zeros(m, dtype=np.bool_)
+                qs = np.zeros(2, dtype=np.int64)
+                journal = np.empty((16, 2), dtype=np.int32)
+                jlen = np.zeros(1, dtype=np.int64)
+                deltas.append(
+                    int(
+                        try_or3opt(
+                            a, D, nin, nout, symmetric, tour, pos, queue, inq, qs, journal, jlen
+                        )
+                    )
+                )
+                tours.append(tour)
+            if deltas[0] != 0 or deltas[1] == 0:
+                continue
+            p1 = int(np.flatnonzero(start == a)[0])
+            reversals = set()
+            for step in (1, -1):
+                seq = [int(start[(p1 + step * k) % m]) for k in range(m)]
+                for i in range(1, m - 2):
+                    for j in range(i + 1, m - 1):
+                        s1, s2 = seq[1 : i + 1], seq[i + 1 : j + 1]
+                        reversals.add(_undirected([a, *s1[::-1], *s2[::-1], *seq[j + 1 :]]))
+            assert _undirected(tours[1]) in reversals
+            assert int(tour_cost(D, tours[1])) == int(tour_cost(D, start)) + deltas[1]
+            found += 1
+    assert found > 0
 
 
 @pytest.mark.parametrize("symmetric", [True, False])
