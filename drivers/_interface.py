@@ -19,6 +19,24 @@ class Reading:
     texts: Mapping[str, str] = field(default_factory=dict)
 
 
+_new = object.__new__
+# The slots' own setters: what the frozen dataclass's `__init__` reaches through
+# `object.__setattr__`, without its keyword handling and the `texts` factory.
+_set_values = Reading.__dict__["values"].__set__
+_set_faults = Reading.__dict__["faults"].__set__
+_set_texts = Reading.__dict__["texts"].__set__
+
+
+def new_reading(values: Mapping[str, float], faults: Mapping[str, str]) -> Reading:
+    """`Reading(values=values, faults=faults)`, built at a third of its cost: a poll path
+    builds one per device read."""
+    reading: Reading = _new(Reading)
+    _set_values(reading, values)
+    _set_faults(reading, faults)
+    _set_texts(reading, {})
+    return reading
+
+
 @runtime_checkable
 class Driver(Protocol):
     """A handful of async methods; transports differ, the device logic above does not."""

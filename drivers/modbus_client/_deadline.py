@@ -17,9 +17,11 @@ import asyncio
 class LazyDeadline:
     """The outer bound of one exchange at a time (the link's lock guarantees that)."""
 
-    __slots__ = ("_at", "_cancelling", "_fired", "_task", "_timer", "_timer_at")
+    __slots__ = ("_at", "_cancelling", "_fired", "_loop", "_task", "_timer", "_timer_at")
 
     def __init__(self) -> None:
+        #: the loop of the first `arm` (a link lives in one loop)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[object] | None = None
         self._at = 0.0
         self._cancelling = 0
@@ -29,8 +31,10 @@ class LazyDeadline:
 
     def arm(self, budget_s: float) -> None:
         """Bound what the current task does until `disarm` to `budget_s` from now."""
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None, "arm() runs inside a task"
         self._task = task
         self._cancelling = task.cancelling()
@@ -64,7 +68,8 @@ class LazyDeadline:
         task = self._task
         if task is None:
             return  # idle: the next arm schedules a timer again
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None
         if loop.time() < self._at:
             self._timer = loop.call_at(self._at, self._expire)
             self._timer_at = self._at

@@ -6,7 +6,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from drivers._errors import InvalidRequest, ProtocolError
-from drivers._interface import Reading
+from drivers._interface import Reading, new_reading
 from drivers.modbus import (
     MapDecoder,
     RegisterSpec,
@@ -53,7 +53,7 @@ class ModbusDriver:
             values, faults = self._decoder.decode(words)
         except ValueError as exc:
             raise self._decode_error(words, exc) from exc
-        return Reading(values=values, faults=faults)
+        return new_reading(values, faults)
 
     def _decode_error(self, words: list[Sequence[int]], exc: ValueError) -> ProtocolError:
         """The error naming the block that held the undecodable value."""

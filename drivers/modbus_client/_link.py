@@ -41,6 +41,7 @@ from drivers._errors import (
 )
 from drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, ReadBlock, RegisterTable
 from drivers.modbus_client._deadline import LazyDeadline
+from drivers.modbus_client._lock import LineLock
 
 #: What opening or using a link raises besides pymodbus's own errors: sockets and serial ports
 #: (termios.error is not an OSError; pyserial raises it when a port refuses its settings).
@@ -80,6 +81,8 @@ class PreparedReads:
     requests: tuple[ModbusPDU, ...]
     #: the outer bound of one read: every block's retries, plus a second
     budget_s: float
+    #: per block, what `ModbusLink.read` uses of it: (request, register count, operation)
+    steps: tuple[tuple[ModbusPDU, int, str], ...]
 
 
 def _first_block(words: list[Sequence[int]]) -> list[int]:
@@ -92,7 +95,7 @@ class ModbusLink:
     def __init__(self, *, config: ModbusTcpConfig | ModbusRtuConfig) -> None:
         self.key = config.link_key
         self._config = config
-        self._lock = asyncio.Lock()
+        self._lock = LineLock()
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._backoff = Backoff(initial_s=config.reconnect_initial_s, max_s=config.reconnect_max_s)
         self._next_attempt = 0.0
@@ -279,7 +282,13 @@ class ModbusLink:
         )
         cfg = self._config
         budget_s = len(blocks) * cfg.timeout_s * (cfg.retries + 1) + 1.0
-        return PreparedReads(blocks=tuple(blocks), requests=requests, budget_s=budget_s)
+        steps = tuple(
+            (request, block.count, block.operation)
+            for block, request in zip(blocks, requests, strict=True)
+        )
+        return PreparedReads(
+            blocks=tuple(blocks), requests=requests, budget_s=budget_s, steps=steps
+        )
 
     async def read(
         self, reads: PreparedReads, *, device: str, decode: Callable[[list[Sequence[int]]], T]
@@ -295,8 +304,10 @@ class ModbusLink:
         operation = "read"
         gap_s = self._gap_s
         lock = self._lock
-        # `async with` would add two coroutines per read: acquire and release spelled out.
-        await lock.acquire()
+        # `async with` would add two coroutines per read: acquire and release spelled out,
+        # and a free lock (most reads) taken with a plain call.
+        if not lock.try_acquire():
+            await lock.acquire()
         try:
             client = self._client
             if client is None or not client.ctx.transport:  # `connected`, one call less
@@ -308,8 +319,7 @@ class ModbusLink:
             deadline = self._deadline
             deadline.arm(reads.budget_s)
             try:
-                for block, request in zip(reads.blocks, reads.requests, strict=True):
-                    operation = block.operation
+                for request, count, operation in reads.steps:
                     if not transaction.transport:  # what the client's own methods check
                         raise ConnectionException(f"Not connected[{client!s}]")
                     if gap_s:
@@ -319,9 +329,9 @@ class ModbusLink:
                     if response.function_code > 0x80:  # `isError()`, one call less
                         self._check(response, device=device, operation=operation)
                     registers: Sequence[int] = response.registers
-                    if len(registers) != block.count:
+                    if len(registers) != count:
                         raise ProtocolError(
-                            f"asked for {block.count} registers, got {len(registers)}",
+                            f"asked for {count} registers, got {len(registers)}",
                             device=device,
                             operation=operation,
                         )
