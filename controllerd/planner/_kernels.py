@@ -9,8 +9,9 @@ place) happens in the matrices the callers build, not here. The tour representat
 journal of reversals are in `_tour_ops`, the moves (2-opt, Or-opt, Or-3opt) in `_moves`.
 
 Local search processes a FIFO queue of "dirty" nodes (don't-look bits: a node is only looked at
-again after a move touched it) and tries, from each, 2-opt, then Or-opt, then Or-3opt, then (on
-symmetric matrices) Or-3opt reversed. The perturbation is a segment swap (double bridge on two
+again after a move touched it) and tries, from each, 2-opt, then Or-opt, then Or-3opt (on
+symmetric matrices with its both-reversed variant), then (symmetric only) Or-3opt reversed.
+The perturbation is a segment swap (double bridge on two
 adjacent segments: short ones, and one kick in ten up to a quarter of the tour), or on request
 (small routes) a true double bridge on three segments; both reverse nothing and so are valid for
 asymmetric matrices too. Iterated local search kicks, repairs, keeps

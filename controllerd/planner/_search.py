@@ -36,12 +36,15 @@ _FIRST_CHUNK = 16
 DEVIATION_EDGE_FRACTION = 0.2
 """Record-to-record deviation at 200 nodes, as a fraction of the mean edge (see `_deviation`)."""
 
-DOUBLE_BRIDGE_MAX_NODES = 300
+DOUBLE_BRIDGE_MAX_NODES = 1200
 """Route searches (`search_tour(double_bridge=True)`) of up to this many nodes kick with double
-bridges instead of segment swaps. Measured at 200 nodes (the bench's 20 ms instances, CPU time,
-400 seeds, paired with the segment-swap search): rack grids +0.227 % to +0.200 % mean (-0.027 ±
-0.007), uniform +0.072 % to +0.065 % (-0.007 ± 0.005). At 1000 nodes double bridges measured
-worse (dearer kicks where kicks are what is short); sizes in between are not measured."""
+bridges instead of segment swaps. Measured on the bench instances (CPU-time budgets, paired with
+the segment-swap search): at 200 nodes, 20 ms, 400 seeds, rack grids +0.227 % to +0.200 % mean
+(-0.027 ± 0.007), uniform +0.072 % to +0.065 % (-0.007 ± 0.005); at 1000 nodes, 250 ms, 100
+seeds, once the moves were faster and Or-3opt reversed both segments too, rack grids +0.167 % to
++0.146 % (-0.020 ± 0.010), uniform +0.130 % to +0.119 % (-0.011 ± 0.005) (before those changes
+double bridges measured worse there). At 2000 nodes, 1 s, 30 seeds: no clear difference (rack
+grids +0.002 ± 0.001 %, uniform -0.010 ± 0.009 %), so they keep segment swaps."""
 
 EXACT_MAX_NODES = 9
 """Up to this many nodes the tour is found by enumeration (8! = 40320 orders): exact, and
