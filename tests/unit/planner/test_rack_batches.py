@@ -20,6 +20,7 @@ from controllerd.planner import (
     parse_problem,
     plan_rack_batches,
 )
+from controllerd.planner._rack_batches import _STALL_ITERATIONS
 from controllerd.planner.cli import main
 
 from .conftest import rack_job, rack_job_data, rack_job_recomputed, walk_s
@@ -270,3 +271,16 @@ def test_a_rack_is_fetched_twice_when_that_is_shorter() -> None:
     assert result.fetches == 4  # three racks, one of them fetched twice
     assert len(result.batches) == 2
     assert result.cost_s < once_each - 0.1
+
+
+def test_the_search_ends_when_perturbations_stop_paying() -> None:
+    """No time limit and a cap far away: the search still ends, after `_STALL_ITERATIONS`
+    perturbations in a row without a shorter job, with the plan that capping it there gives (a
+    small job's plan is ready long before its budget)."""
+    problem = rack_job(tubes=20, racks=6, slots=4, limit_s=120.0, seed=1)
+    cap = 20 * _STALL_ITERATIONS
+    result = plan_rack_batches(problem, budget_ms=None, seed=1, max_iterations=cap)
+    assert_valid(problem, result)
+    assert _STALL_ITERATIONS <= result.iterations < cap
+    capped = plan_rack_batches(problem, budget_ms=None, seed=1, max_iterations=result.iterations)
+    assert capped.model_dump(exclude={"elapsed_ms"}) == result.model_dump(exclude={"elapsed_ms"})
