@@ -564,24 +564,26 @@ def summary(results: dict[int, dict[str, Any]]) -> tuple[list[str], dict[str, bo
     return lines, met
 
 
-#: Where the rest goes: `--profile paced`, the stage rows, and each piece of the path timed
-#: alone on a fake pymodbus transport (2026-12-01).
+#: Where the rest goes (2026-12-01, second session): each piece timed alone on a fake pymodbus
+#: transaction, py-spy samples, and the path against bare in short interleaved windows.
 REMAINS = [
-    "What remains (2026-12-01: `--profile paced`, the stage rows, and each piece timed alone",
-    "in a tight loop on a fake pymodbus transport). The path's own Python is about 20 µs",
-    "per read in a tight loop: driver 6 (the link's lock and lazy bound 2.5, the compiled",
-    "decode 2, the `Reading` 2), poller 7 (telemetry JSON 5, timestamp, stale check, the",
-    "QoS 0 batch), alarm engine 7 (the quiet path: comm and freshness timers, the door's",
-    "grace period, the rate window). Polled among 50-200 devices, with pymodbus, asyncio",
-    "and the kernel running between two polls, the same code costs two to three times that:",
-    "the layers above. pymodbus (framing, PDU decoding, a `wait_for` per request) and the",
-    "loopback syscalls are the same work in both loops and most of every read. What is left",
-    "is spread thin, no piece over 5 µs alone; the next candidates are a line lock whose",
-    "uncontended acquire is not a coroutine and the `Reading` built without a frozen",
-    "dataclass's setattr. Flat out, bare's lower CPU per read is partly batching (it reads",
-    "faster, so more reads share each loop turn and syscall): the paced rows compare like",
-    "with like. The daemon row is measured once its start-up publication of every alarm is",
-    "over (it was landing in the window: 962 µs per read at 200 devices in a first run).",
+    "What remains (2026-12-01, second session: each piece timed alone on a fake pymodbus",
+    "transaction, py-spy samples of a paced path, and path against bare in 1.5 s windows",
+    "interleaved on one setup, 8-10 pairs a run). The path's own Python is 8-13 µs per read",
+    "for one device in a hot loop (driver 2.7, was 3.6 before the line lock and prepared steps;",
+    "poller 3; alarm engine 2-4) and 14-20 µs among 200 devices. Beside real pymodbus and",
+    "loopback syscalls the path costs 21-42 µs more than bare per read, +30 µs typical, in",
+    "both pacings. Measured directly in the windows: the telemetry flush (one send to the",
+    "broker per loop turn, 0.03-0.15 per read) is 1-4 µs per read; young-generation",
+    "collections 0-2 µs more than bare. The largest pieces left, timed alone: the telemetry",
+    "JSON (2-3 µs, `controllerd/topics.py`: zero values are never cached and are spelled",
+    "anew every poll), the alarm engine's quiet path (2-4 µs: comm and freshness timers, the",
+    "door's grace period, the rate window) and the compiled decode (1-1.4 µs); pymodbus",
+    "(framing, PDU decoding, a `wait_for` and a timer per request) is most of every read in",
+    "both loops. Flat out, bare and path take about as many loop turns per read (0.04), so",
+    "bare's cheaper flat-out read is not more batching; bare paced pays a sleep per read,",
+    "flat out it does not, and the same ~30 µs weigh more against the cheaper read. The",
+    "stage rows swing by 10-20 µs between runs; read the layers from the pieces timed alone.",
 ]
 
 
@@ -660,9 +662,9 @@ def main() -> None:
         f"{args.paced_rate:g} reads/s per room, as the daemon polls (same rate for bare and",
         "path, so neither gets cheaper by batching more per loop turn). "
         f"{args.rounds} x {args.seconds:g} s per loop",
-        "after a 1 s warm-up and a full garbage collection (see `measure`); medians shown.",
-        "Client CPU is this process's (the daemon",
-        "process's for the last row, from /proc). The daemon row counts telemetry on the broker.",
+        "after a 1 s warm-up and a full garbage collection; medians shown. Client CPU is this",
+        "process's (the daemon process's for the last row, from /proc). The daemon row counts",
+        "telemetry on the broker.",
         "The path uses pymodbus's transaction layer with request PDUs built once; bare uses the",
         "client's public read methods, which build a PDU per request.",
         "",
