@@ -67,22 +67,34 @@ def test_or3opt_reports_the_exact_cost_change(symmetric: bool, seed: int) -> Non
         tour = rng.permutation(m).astype(np.int32)
         pos = np.empty(m, dtype=np.int32)
         set_positions(tour, pos)
-        queue = np.empty(m, dtype=np.int32)
-        inq = np.zeros(m, dtype=np.bool_)
-        qs = np.zeros(2, dtype=np.int64)
-        journal = np.empty((16, 2), dtype=np.int32)
-        jlen = np.zeros(1, dtype=np.int64)
         for a in range(m):
             before = int(tour_cost(D, tour))
-            delta = int(
-                try_or3opt(a, D, nin, nout, symmetric, tour, pos, queue, inq, qs, journal, jlen)
-            )
+            delta = _or3opt(a, D, nin, nout, symmetric, tour, pos)
             assert sorted(tour.tolist()) == list(range(m))
             assert all(tour[pos[v]] == v for v in range(m))
             assert int(tour_cost(D, tour)) == before + delta
             assert delta <= 0
             applied += delta < 0
     assert applied > 0  # random tours are far from optimal: the move must find gains
+
+
+def _or3opt(
+    a: int,
+    D: NDArray[np.int32],
+    nin: NDArray[np.int32],
+    nout: NDArray[np.int32],
+    symmetric: bool,
+    tour: NDArray[np.int32],
+    pos: NDArray[np.int32],
+) -> int:
+    """`try_or3opt` from node `a` on `tour` (changed in place), with fresh work arrays."""
+    m = len(tour)
+    queue = np.empty(m, dtype=np.int32)
+    inq = np.zeros(m, dtype=np.bool_)
+    qs = np.zeros(2, dtype=np.int64)
+    journal = np.empty((16, 2), dtype=np.int32)
+    jlen = np.zeros(1, dtype=np.int64)
+    return int(try_or3opt(a, D, nin, nout, symmetric, tour, pos, queue, inq, qs, journal, jlen))
 
 
 def _undirected(tour: NDArray[np.int32] | list[int]) -> frozenset[frozenset[int]]:
@@ -108,18 +120,7 @@ def test_or3opt_on_symmetric_matrices_also_reverses_both_segments_in_place() -> 
                 tour = start.copy()
                 pos = np.empty(m, dtype=np.int32)
                 set_positions(tour, pos)
-                queue = np.empty(m, dtype=np.int32)
-                inq = np.zeros(m, dtype=np.bool_)
-                qs = np.zeros(2, dtype=np.int64)
-                journal = np.empty((16, 2), dtype=np.int32)
-                jlen = np.zeros(1, dtype=np.int64)
-                deltas.append(
-                    int(
-                        try_or3opt(
-                            a, D, nin, nout, symmetric, tour, pos, queue, inq, qs, journal, jlen
-                        )
-                    )
-                )
+                deltas.append(_or3opt(a, D, nin, nout, symmetric, tour, pos))
                 tours.append(tour)
             if deltas[0] != 0 or deltas[1] == 0:
                 continue
