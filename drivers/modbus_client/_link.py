@@ -77,12 +77,10 @@ class PreparedReads:
     and pymodbus stamps each with its transaction id when it sends it.
     """
 
-    blocks: tuple[ReadBlock, ...]
-    requests: tuple[ModbusPDU, ...]
+    #: per block, in order: (request, register count, operation)
+    steps: tuple[tuple[ModbusPDU, int, str], ...]
     #: the outer bound of one read: every block's retries, plus a second
     budget_s: float
-    #: per block, what `ModbusLink.read` uses of it: (request, register count, operation)
-    steps: tuple[tuple[ModbusPDU, int, str], ...]
 
 
 def _first_block(words: list[Sequence[int]]) -> list[int]:
@@ -204,21 +202,17 @@ class ModbusLink:
     async def _exchange(self, call: Callable[[Any], Awaitable[Any]], client: Any) -> Any:
         """One frame out and its answer, after the line's silent gap (lock held)."""
         if self._gap_s:
-            await self._quiet()
-            try:
-                return await call(client)
-            finally:
-                self._last_frame_end = time.monotonic()
+            return await self._gapped(call, client)
         return await call(client)
 
-    async def _gapped(self, transaction: Any, request: ModbusPDU) -> ModbusPDU:
-        """One request on a line with a silent gap between frames (lock held)."""
+    async def _gapped(self, send: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """`send(*args)`, one frame out and its answer, after the line's silent gap and
+        marking the end of the line's last frame (lock held)."""
         await self._quiet()
         try:
-            response: ModbusPDU = await transaction.execute(False, request)
+            return await send(*args)
         finally:
             self._last_frame_end = time.monotonic()
-        return response
 
     async def _quiet(self) -> None:
         """Wait out the silent gap since the last frame on the line."""
@@ -272,23 +266,21 @@ class ModbusLink:
 
     def prepare_reads(self, blocks: Sequence[ReadBlock], *, unit_id: int) -> PreparedReads:
         """The requests that read `blocks` from `unit_id`, for `read`."""
-        requests = tuple(
+        steps = tuple(
             (
-                ReadHoldingRegistersRequest
-                if block.table == "holding"
-                else ReadInputRegistersRequest
-            )(address=block.start, count=block.count, dev_id=unit_id)
+                (
+                    ReadHoldingRegistersRequest
+                    if block.table == "holding"
+                    else ReadInputRegistersRequest
+                )(address=block.start, count=block.count, dev_id=unit_id),
+                block.count,
+                block.operation,
+            )
             for block in blocks
         )
         cfg = self._config
         budget_s = len(blocks) * cfg.timeout_s * (cfg.retries + 1) + 1.0
-        steps = tuple(
-            (request, block.count, block.operation)
-            for block, request in zip(blocks, requests, strict=True)
-        )
-        return PreparedReads(
-            blocks=tuple(blocks), requests=requests, budget_s=budget_s, steps=steps
-        )
+        return PreparedReads(steps=steps, budget_s=budget_s)
 
     async def read(
         self, reads: PreparedReads, *, device: str, decode: Callable[[list[Sequence[int]]], T]
@@ -323,7 +315,7 @@ class ModbusLink:
                     if not transaction.transport:  # what the client's own methods check
                         raise ConnectionException(f"Not connected[{client!s}]")
                     if gap_s:
-                        response = await self._gapped(transaction, request)
+                        response = await self._gapped(transaction.execute, False, request)
                     else:
                         response = await transaction.execute(False, request)
                     if response.function_code > 0x80:  # `isError()`, one call less
