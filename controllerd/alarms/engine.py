@@ -183,9 +183,8 @@ class _Device:
     graces: dict[str, _Grace] = field(default_factory=dict)  # keyed by the suppressed value
     #: the points a reading feeds a value to: each with its value name and detector
     detected: list[tuple[_Point, str, Detector]] = field(default_factory=list)
-    #: the stale-value points, with their value names
-    stale_points: list[tuple[_Point, str]] = field(default_factory=list)
-    #: the same points by value name, for the quiet path (`_feed_quiet`)
+    #: those points and the stale-value points by value name, for the quiet path
+    #: (`_feed_quiet`)
     feeds: dict[str, _ValueFeed] = field(default_factory=dict)
     #: whether the poller reported at all: the comm-loss clock starts at its first report
     reported: bool = False
@@ -376,8 +375,6 @@ class AlarmEngine:
         dev.points[alarm] = point
         if detector is not None:
             dev.detected.append((point, value, detector))
-        elif rule == "stale":
-            dev.stale_points.append((point, value))
         if detector is not None or rule == "stale":
             dev.feeds.setdefault(value, _ValueFeed()).add(point, detector)
         dev.quiet = False
