@@ -5,9 +5,11 @@ one exchange at a time, the silent gap between frames, a timeout around every ca
 with capped jittered backoff, and translation of pymodbus errors into the drivers' tree.
 
 A device read (`read`) is the poll path's hot spot: all its blocks go out under one lock
-acquisition and one outer bound (`LazyDeadline`, no timer per read), as request PDUs built once
-(`prepare_reads`) and handed to pymodbus's transaction layer, which still frames, retries and
-times every attempt of every request.
+acquisition, as request PDUs built once (`prepare_reads`). pymodbus frames each request, matches
+the answer to it (unit and transaction id) and decodes it; the link times and retries every
+attempt itself (`_transact`) with one lazily re-armed timer per link (`LazyDeadline`), where
+pymodbus's own `execute` would schedule a `wait_for` (two futures, a timer and a callback) for
+every attempt: about a fifth of a read's CPU.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pymodbus.exceptions import ConnectionException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
+from pymodbus.transaction import TransactionManager
 from serial import SerialException
 
 from drivers._backoff import Backoff
@@ -74,13 +77,11 @@ class PreparedReads:
     """One unit's read blocks with their pymodbus request PDUs, built once (`prepare_reads`).
 
     The PDUs are reused by every read: the link's lock lets one exchange at a time use them,
-    and pymodbus stamps each with its transaction id when it sends it.
+    and the link stamps each with its transaction id when it sends it.
     """
 
     #: per block, in order: (request, register count, operation)
     steps: tuple[tuple[ModbusPDU, int, str], ...]
-    #: the outer bound of one read: every block's retries, plus a second
-    budget_s: float
 
 
 def _first_block(words: list[Sequence[int]]) -> list[int]:
@@ -100,6 +101,8 @@ class ModbusLink:
         self._last_frame_end = 0.0
         self._gap_s = config.gap_s if isinstance(config, ModbusRtuConfig) else 0.0
         self._deadline = LazyDeadline()
+        #: attempts per request: the first and `retries` more
+        self._attempts = config.retries + 1
 
     def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         cfg = self._config
@@ -278,23 +281,20 @@ class ModbusLink:
             )
             for block in blocks
         )
-        cfg = self._config
-        budget_s = len(blocks) * cfg.timeout_s * (cfg.retries + 1) + 1.0
-        return PreparedReads(steps=steps, budget_s=budget_s)
+        return PreparedReads(steps=steps)
 
     async def read(
         self, reads: PreparedReads, *, device: str, decode: Callable[[list[Sequence[int]]], T]
     ) -> T:
         """Read each block's registers, in one turn on the line; `decode` of the blocks' words.
 
-        One device read takes the lock once and runs under one outer bound (the sum of the
-        blocks' budgets, a `LazyDeadline`): pymodbus still times every attempt, and the gap
-        precedes every frame. `decode` runs once the line is free again (a driver's decoding
-        and its errors, in the read's own frame: one coroutine less per poll).
+        One device read takes the lock once; every attempt of every block is bounded by the
+        link's timeout (`_transact`), and the gap precedes every frame. `decode` runs once the
+        line is free again (a driver's decoding and its errors, in the read's own frame: one
+        coroutine less per poll).
         """
         words: list[Sequence[int]] = []
         operation = "read"
-        gap_s = self._gap_s
         lock = self._lock
         # `async with` would add two coroutines per read: acquire and release spelled out,
         # and a free lock (most reads) taken with a plain call.
@@ -307,17 +307,9 @@ class ModbusLink:
                 client = self._client
                 assert client is not None
             transaction = client.ctx
-            # pymodbus times each attempt; this outer bound catches anything that hangs.
-            deadline = self._deadline
-            deadline.arm(reads.budget_s)
             try:
                 for request, count, operation in reads.steps:
-                    if not transaction.transport:  # what the client's own methods check
-                        raise ConnectionException(f"Not connected[{client!s}]")
-                    if gap_s:
-                        response = await self._gapped(transaction.execute, False, request)
-                    else:
-                        response = await transaction.execute(False, request)
+                    response = await self._transact(transaction, request)
                     if response.function_code > 0x80:  # `isError()`, one call less
                         self._check(response, device=device, operation=operation)
                     registers: Sequence[int] = response.registers
@@ -328,18 +320,47 @@ class ModbusLink:
                             operation=operation,
                         )
                     words.append(registers)
-            except BaseException as exc:
-                if deadline.disarm(exc):
-                    raise self._translate(
-                        TimeoutError(), device=device, operation=operation
-                    ) from exc
-                if isinstance(exc, _CAUGHT):
-                    raise self._translate(exc, device=device, operation=operation) from exc
-                raise
-            deadline.disarm(None)
+            except _CAUGHT as exc:
+                raise self._translate(exc, device=device, operation=operation) from exc
         finally:
             lock.release()
         return decode(words)
+
+    async def _transact(self, transaction: TransactionManager, request: ModbusPDU) -> ModbusPDU:
+        """`request` sent and its response awaited, each attempt within the link's timeout
+        (lock held): what pymodbus's `TransactionManager.execute` does, without its lock (the
+        link's stands in) and with the link's lazy bound in place of a `wait_for` per attempt.
+
+        Like `execute`, a request that gets no answer in time is sent again, with the same
+        transaction id, up to `retries` more times; an answer that comes after its attempt
+        ended finds no waiter and is dropped by pymodbus. Raises `TimeoutError` when no
+        attempt got an answer, `ConnectionException` when the connection is gone.
+        """
+        request.transaction_id = transaction.getNextTID()
+        deadline = self._deadline
+        timeout_s = self._config.timeout_s
+        gap_s = self._gap_s
+        for _attempt in range(self._attempts):
+            if not transaction.transport:  # what pymodbus checks first
+                raise ConnectionException(f"Not connected[{self.key}]")
+            if gap_s:
+                await self._quiet()
+            transaction.recv_buffer = b""
+            future = transaction.response_future = asyncio.get_running_loop().create_future()
+            transaction.pdu_send(request)
+            deadline.arm(timeout_s)
+            try:
+                response: ModbusPDU = await future
+            except asyncio.CancelledError as exc:
+                if deadline.disarm(exc):
+                    continue  # this attempt's time is up: the next one
+                raise
+            finally:
+                if gap_s:
+                    self._last_frame_end = time.monotonic()
+            deadline.disarm(None)
+            return response
+        raise TimeoutError
 
     async def write_registers(
         self, *, start: int, words: list[int], unit_id: int, device: str

@@ -8,12 +8,14 @@ reply was written): what a scope on the bus would show.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from controllerd.config import Config, ProbeConfig, load_config
+from drivers import DeviceTimeout
 from drivers.modbus import ModbusRtuConfig
 from drivers.modbus_client import ModbusDriver, ModbusLinks
 from simulators._room import _build_devices as build_devices
@@ -80,3 +82,26 @@ async def test_units_on_one_line_take_turns_with_the_silent_gap(
     assert silences and min(silences) >= gap_s, (min(silences), gap_s)
     # Each unit was asked in turn, none starved.
     assert {unit for _, kind, unit in traffic if kind == "request"} == {1, 2, 3, 4}
+
+
+async def test_a_silent_unit_is_asked_every_attempt_and_the_line_goes_on(
+    line: tuple[Config, ModbusRtuLine],
+) -> None:
+    config, rtu = line
+    link_config = config.device("probe-2").driver
+    assert isinstance(link_config, ModbusRtuConfig)
+    rtu.devices[2].inject("disconnect")
+    async with ModbusLinks() as links:
+        drivers = _drivers(config, links)
+        rtu.traffic.clear()
+        with pytest.raises(DeviceTimeout, match="no answer"):
+            await drivers[1].read()
+        asked = [t for t, kind, unit in rtu.traffic if kind == "request" and unit == 2]
+        assert [kind for _, kind, _ in rtu.traffic] == ["request"] * (link_config.retries + 1)
+        assert len(asked) == link_config.retries + 1
+        # Each attempt waited its whole timeout before the next went out.
+        waits = [b - a for a, b in itertools.pairwise(asked)]
+        assert min(waits) >= link_config.timeout_s, waits
+        # The line stays open (one silent unit says nothing about the others): they answer.
+        readings = await asyncio.gather(drivers[0].read(), drivers[2].read(), drivers[3].read())
+        assert all(-100 < r.values["temperature_c"] < 40 for r in readings)
