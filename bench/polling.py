@@ -565,26 +565,24 @@ def summary(results: dict[int, dict[str, Any]]) -> tuple[list[str], dict[str, bo
     return lines, met
 
 
-#: Where the rest goes (2026-12-01, second session): each piece timed alone on a fake pymodbus
-#: transaction, py-spy samples, and the path against bare in short interleaved windows.
+#: Where the path's CPU goes (2026-12-01, third session): py-spy samples of a paced path, and
+#: the stages against bare in short windows interleaved on one setup.
 REMAINS = [
-    "What remains (2026-12-01, second session: each piece timed alone on a fake pymodbus",
-    "transaction, py-spy samples of a paced path, and path against bare in 1.5 s windows",
-    "interleaved on one setup, 8-10 pairs a run). The path's own Python is 8-13 µs per read",
-    "for one device in a hot loop (driver 2.7, was 3.6 before the line lock and prepared steps;",
-    "poller 3; alarm engine 2-4) and 14-20 µs among 200 devices. Beside real pymodbus and",
-    "loopback syscalls the path costs 21-42 µs more than bare per read, +30 µs typical, in",
-    "both pacings. Measured directly in the windows: the telemetry flush (one send to the",
-    "broker per loop turn, 0.03-0.15 per read) is 1-4 µs per read; young-generation",
-    "collections 0-2 µs more than bare. The largest pieces left, timed alone: the telemetry",
-    "JSON (2-3 µs, `controllerd/topics.py`: zero values are never cached and are spelled",
-    "anew every poll), the alarm engine's quiet path (2-4 µs: comm and freshness timers, the",
-    "door's grace period, the rate window) and the compiled decode (1-1.4 µs); pymodbus",
-    "(framing, PDU decoding, a `wait_for` and a timer per request) is most of every read in",
-    "both loops. Flat out, bare and path take about as many loop turns per read (0.04), so",
-    "bare's cheaper flat-out read is not more batching; bare paced pays a sleep per read,",
-    "flat out it does not, and the same ~30 µs weigh more against the cheaper read. The",
-    "stage rows swing by 10-20 µs between runs; read the layers from the pieces timed alone.",
+    "Where the path's CPU goes (2026-12-01, third session: py-spy samples of a paced path at",
+    "200 devices, and the stages against bare in 2 s windows interleaved on one setup, six",
+    "pairs a run). pymodbus's `TransactionManager.execute` wraps every attempt in a",
+    "`wait_for` (two futures, a timer handle and a done callback per request; a device read",
+    "is two requests): about 20 µs of every read, in both loops. The link now sends the",
+    "prepared request PDUs through pymodbus's framing itself and bounds each attempt with its",
+    "one lazily re-armed timer (`ModbusLink._transact`; a retry resends the request with the",
+    "same transaction id, as `execute` does), so the driver stage takes 13-24 % less CPU per",
+    "read than bare. The layers above the driver, from the same windows at 200 devices",
+    "paced: the poller +6 to +16 µs, telemetry to the broker +3 to +5 µs, the alarm engine's",
+    "quiet path +9 to +12 µs (7 % of the main thread's py-spy samples: comm and freshness",
+    "timers, the door's grace period, the rate window). Timed alone in a hot loop the same",
+    "pieces take 2-4 µs each; among 200 devices their objects are spread over the heap.",
+    "Tried again and dropped: flushing telemetry 5 ms later to write fewer chunks (no",
+    "measurable gain). The stage rows swing by 5-15 µs between runs.",
 ]
 
 
