@@ -33,11 +33,17 @@ async def line(tmp_path: Path) -> AsyncIterator[tuple[Config, ModbusRtuLine]]:
     config = load_config(write_demo_config(tmp_path, speed=1.0))
     assert config.simulator is not None
     devices = build_devices(config, config.simulator)
-    link = config.device("probe-1").driver
-    assert isinstance(link, ModbusRtuConfig)
+    link = _line_config(config)
     units = {devices[d].unit_id: devices[d] for d in PROBES}
     async with ModbusRtuLine(path=Path(link.port), devices=units, silence_s=link.gap_s) as rtu:
         yield config, rtu
+
+
+def _line_config(config: Config) -> ModbusRtuConfig:
+    """The line's settings (timeout, retries, gap: the same for every probe on it)."""
+    link = config.device("probe-1").driver
+    assert isinstance(link, ModbusRtuConfig)
+    return link
 
 
 def _drivers(config: Config, links: ModbusLinks) -> list[ModbusDriver]:
@@ -60,9 +66,7 @@ async def test_units_on_one_line_take_turns_with_the_silent_gap(
     line: tuple[Config, ModbusRtuLine],
 ) -> None:
     config, rtu = line
-    link_config = config.device("probe-1").driver
-    assert isinstance(link_config, ModbusRtuConfig)
-    gap_s = link_config.gap_s
+    gap_s = _line_config(config).gap_s
     async with ModbusLinks() as links:
         drivers = _drivers(config, links)
         rtu.traffic.clear()
@@ -88,8 +92,7 @@ async def test_a_silent_unit_is_asked_every_attempt_and_the_line_goes_on(
     line: tuple[Config, ModbusRtuLine],
 ) -> None:
     config, rtu = line
-    link_config = config.device("probe-2").driver
-    assert isinstance(link_config, ModbusRtuConfig)
+    link_config = _line_config(config)
     rtu.devices[2].inject("disconnect")
     async with ModbusLinks() as links:
         drivers = _drivers(config, links)
