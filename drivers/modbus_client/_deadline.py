@@ -1,12 +1,13 @@
-"""A link's outer time bound, re-armed lazily: one timer per link, not one per request.
+"""A link's time bound on each attempt, re-armed lazily: one timer per link, not one per request.
 
-`asyncio.timeout` schedules and cancels a timer for every device read (about a tenth of the
-link's own CPU per read). A link runs one exchange at a time, so one bound serves them all:
-`arm` stamps the current exchange's deadline and schedules a timer only when none is pending;
-when the timer fires it cancels the exchange if its deadline has passed, re-arms for the
-current deadline if a later exchange is running, and stays unarmed while the link is idle.
-Expiry then works as in `asyncio.timeout`: the task is cancelled, and `disarm` tells the
-caller the cancellation was the bound's, to be raised as a timeout.
+`asyncio.timeout` or `asyncio.wait_for` schedule and cancel a timer for every attempt (with
+`wait_for`'s futures and callback, about a fifth of a device read's CPU). A link runs one
+exchange at a time, so one bound serves them all: `arm` stamps the current exchange's
+deadline and schedules a timer only when none is pending; when the timer fires it cancels the
+exchange if its deadline has passed, re-arms for the current deadline if a later exchange is
+running, and stays unarmed while the link is idle. Expiry then works as in `asyncio.timeout`:
+the task is cancelled, and `disarm` tells the caller the cancellation was the bound's, to be
+raised as a timeout.
 """
 
 from __future__ import annotations

@@ -332,9 +332,11 @@ class ModbusLink:
         link's stands in) and with the link's lazy bound in place of a `wait_for` per attempt.
 
         Like `execute`, a request that gets no answer in time is sent again, with the same
-        transaction id, up to `retries` more times; an answer that comes after its attempt
-        ended finds no waiter and is dropped by pymodbus. Raises `TimeoutError` when no
-        attempt got an answer, `ConnectionException` when the connection is gone.
+        transaction id, up to `retries` more times: a late answer to an earlier attempt then
+        answers the retry (it is the same request's). An answer that comes after its read is
+        over is dropped by pymodbus (no waiter, or not the transaction id it expects). Raises
+        `TimeoutError` when no attempt got an answer, `ConnectionException` when the
+        connection is gone.
         """
         request.transaction_id = transaction.getNextTID()
         deadline = self._deadline
