@@ -453,6 +453,8 @@ class AlarmEngine:
                 setattr(st, key, facts[key])
         point.since = facts.get("since", point.since)
         point.value = facts.get("value")
+        if point.rule == "discrete" and isinstance(facts.get("text"), str):
+            point.text = facts["text"]
         point.last_state = st.state
         point.last_facts = point.facts()
         if isinstance(point.detector, FreshnessDetector) and st.condition:
@@ -826,6 +828,8 @@ class AlarmEngine:
             facts.update(
                 external=True, device=point.device, severity=point.severity, text=point.text
             )
+        elif point.rule == "discrete" and point.text != point.rule_text:
+            facts["text"] = point.text  # the device's own words on it: kept across a restart
         rows: list[tuple[str, int, str, float | None, str]] = [
             (str(e), st.occurrence, st.state, point.value, actor) for e, actor in events
         ]

@@ -95,17 +95,21 @@ class Harness:
         door: float = 0,
         dt: float = 1.0,
         faults: dict[str, str] | None = None,
+        texts: dict[str, str] | None = None,
     ) -> None:
         self.clock.t += dt
         self.wall.t += dt
         values = {"door_open": door}
         if temperature is not None:
             values["temperature_c"] = temperature
-        self.engine.on_reading("f1", Reading(values=values, faults=faults or {}))
+        self.engine.on_reading("f1", Reading(values=values, faults=faults or {}, texts=texts or {}))
         await self.engine.flush()
 
     def state(self, alarm: str) -> str:
         return str(self.broker.retained[f"b/s/c/alarms/{alarm}"]["state"])
+
+    def message(self, alarm: str) -> str:
+        return str(self.broker.retained[f"b/s/c/alarms/{alarm}"]["message"])
 
     def raised(self, alarm: str) -> int:
         return sum(1 for n in self.notices if n.alarm == alarm and n.event == "raised")
@@ -226,6 +230,26 @@ async def test_restart_keeps_unacked_and_does_not_raise_again(tmp_path: Path) ->
             await h2.feed(-60)
         assert h2.notices == []
         assert [n.alarm for n in h2.engine.open_occurrences()] == ["f1.temperature_c.high"]
+
+
+async def test_restart_keeps_the_devices_own_words_on_a_discrete_alarm(tmp_path: Path) -> None:
+    # A tube store names its fault in a text register; the alarm's message carries those words,
+    # and still does after a restart, through the end of the occurrence.
+    door = "f1.door_open"
+    h = Harness(tmp_path, FAST)
+    async with h.db, h.engine:
+        for _ in range(32):
+            await h.feed(-80, door=1, texts={"door_open": "latch broken"})
+        assert h.state(door) == "unacked"
+        assert h.message(door).endswith(": latch broken")
+    h2 = Harness(tmp_path, FAST)
+    async with h2.db, h2.engine:
+        await h2.engine.flush()
+        assert h2.state(door) == "unacked"
+        assert h2.message(door).endswith(": latch broken")
+        await h2.feed(-80, door=0)  # the fault clears while nobody has acknowledged it
+        assert h2.state(door) == "rtn_unacked"
+        assert h2.message(door).endswith(": latch broken")
 
 
 async def test_removed_alarm_loses_its_retained_topic(tmp_path: Path) -> None:
