@@ -10,14 +10,29 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-#: Where the project's data files live (config/, including mosquitto.conf).
-CONFIG_DIR = Path(os.environ.get("CONTROLLERD_CONFIG_DIR", PROJECT_ROOT / "config"))
+
+
+def config_dir(
+    *, env: str | None = None, source: Path = PROJECT_ROOT / "config", prefix: str = sys.prefix
+) -> Path:
+    """Where the project's data files are (the demo room, example configs, mosquitto.conf):
+    `$CONTROLLERD_CONFIG_DIR` when set; else `config/` of the source tree (a clone, an editable
+    install); else `{prefix}/share/controllerd/config`, where `pip install .` puts them."""
+    if env:
+        return Path(env)
+    if source.is_dir():
+        return source
+    return Path(prefix) / "share" / "controllerd" / "config"
+
+
+CONFIG_DIR = config_dir(env=os.environ.get("CONTROLLERD_CONFIG_DIR"))
 
 
 class BrokerError(RuntimeError):
