@@ -249,12 +249,9 @@ class StoreSession:
         return Inventory(racks=tuple(racks), ports=ports)
 
     async def close(self) -> None:
-        """Disconnect, politely if the server is still there; never raises."""
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self._config.timeout_s):
-                await self.client.disconnect()
-        with contextlib.suppress(Exception):
-            self.client.disconnect_socket()
+        """Disconnect, politely if the server is still there; raises nothing but a
+        cancellation, and leaves none of the client's tasks behind even then."""
+        await _disconnect(self.client, self._config.timeout_s)
 
 
 async def _configure(client: Client, config: OpcUaConfig) -> None:
@@ -284,7 +281,6 @@ async def open_session(*, config: OpcUaConfig, device: str) -> AsyncIterator[Sto
         config.url, timeout=config.timeout_s, watchdog_intervall=min(config.timeout_s, 2.0)
     )
     client.name = client.description = f"controllerd {device}"
-    session: StoreSession | None = None
     try:
         async with asyncio.timeout(config.timeout_s * 3):
             await _configure(client, config)
@@ -309,11 +305,15 @@ async def open_session(*, config: OpcUaConfig, device: str) -> AsyncIterator[Sto
             session.store = store
             await session.resolve()
             await session.subscribe()
-    except DriverError:
-        await _close(client, session, config)
-        raise
-    except (Exception, TimeoutError) as exc:
-        await _close(client, session, config)
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            # Cancelled (the driver closing mid-connect): no polite goodbye to wait for, but a
+            # connected client runs tasks of its own (channel renewal, a watchdog) that must go.
+            _drop(client)
+            raise
+        await _disconnect(client, config.timeout_s)
+        if isinstance(exc, DriverError):
+            raise
         raise translate(exc, device=device, operation="connect") from exc
     try:
         yield session
@@ -321,12 +321,32 @@ async def open_session(*, config: OpcUaConfig, device: str) -> AsyncIterator[Sto
         await session.close()
 
 
-async def _close(client: Client, session: StoreSession | None, config: OpcUaConfig) -> None:
-    if session is not None:
-        await session.close()
-        return
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(config.timeout_s):
-            await client.disconnect()
+#: asyncua's background tasks of a connected client, which its `disconnect` cancels: the
+#: client's own, and its session's publish loop (which retries a dead socket every second)
+_CLIENT_TASKS = ("_stale_watchdog_task", "_supervisor_task", "_renew_channel_task")
+_SESSION_TASKS = ("_publish_task",)
+
+
+async def _disconnect(client: Client, timeout_s: float) -> None:
+    """Close the session politely within `timeout_s`, then drop the socket and whatever task
+    of the client is still running: a disconnect cut short (timed out, or cancelled while
+    its owner is closed) must not leave the client's tasks behind."""
+    try:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(timeout_s):
+                await client.disconnect()
+    finally:
+        _drop(client)
+
+
+def _drop(client: Client) -> None:
+    """The client's socket closed and its tasks cancelled, at once (no goodbye)."""
     with contextlib.suppress(Exception):
         client.disconnect_socket()
+    session = getattr(client.uaclient, "session", None)
+    # Private to asyncua (2.1): recheck on an upgrade (the store tests fail if they move).
+    tasks = [getattr(client, name, None) for name in _CLIENT_TASKS]
+    tasks += [getattr(session, name, None) for name in _SESSION_TASKS]
+    for task in tasks:
+        if isinstance(task, asyncio.Task) and not task.done():
+            task.cancel()

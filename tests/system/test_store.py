@@ -29,7 +29,9 @@ from controllerd.config import TubeStoreConfig, load_config, parse_config
 from controllerd.specimen_map import FILE_NAME
 from controllerd.store import TubeStore
 from drivers import ConnectFailed, DeviceRejected, DeviceTimeout, NotConnected, ProtocolError
+from drivers._cancel import cancel_and_wait
 from drivers.opcua import OpcUaStoreDriver, SecurityRefused
+from drivers.opcua._session import open_session
 from drivers.opcua_model import NAMESPACE_URI, OpcUaSecurity, names
 from simulators._station import default_station
 from simulators.store import SimulatedStore, seed_racks, store_rng
@@ -681,3 +683,42 @@ async def _sim_status(stack: Stack) -> dict[str, Any]:
     from simulators import status
 
     return await status(socket_path=Path(stack.control_socket))
+
+
+def _client_tasks(before: set[asyncio.Task[Any]]) -> list[str]:
+    """asyncua client tasks (channel renewal, watchdog, supervisor, publish loop) started since
+    `before` and still running."""
+    running = []
+    for task in asyncio.all_tasks() - before:
+        code = getattr(task.get_coro(), "cr_code", None)
+        if not task.done() and code is not None and "/asyncua/client/" in code.co_filename:
+            running.append(code.co_qualname)
+    return running
+
+
+async def test_a_session_cancelled_while_it_opens_leaves_no_client_task_behind(
+    served: Served,
+) -> None:
+    """The driver is closed (its session task cancelled) at any point of a connect: before the
+    socket, during the handshake, while browsing or subscribing. Whatever asyncua started for
+    the half-open client (channel renewal, its watchdog, the publish loop, which would retry a
+    dead socket every second for ever) must end with it."""
+    config = served.sim.config.driver
+
+    async def open_and_hold() -> None:
+        async with open_session(config=config, device="store-1"):
+            await asyncio.sleep(60)
+
+    # How long a whole open takes here, to spread the cancellations over it.
+    began = asyncio.get_running_loop().time()
+    async with open_session(config=config, device="store-1"):
+        opened_s = asyncio.get_running_loop().time() - began
+    before = asyncio.all_tasks()
+    points = [opened_s * i / 24 for i in range(26)]
+    for delay in points:
+        task = asyncio.create_task(open_and_hold())
+        await asyncio.sleep(delay)
+        await cancel_and_wait(task)  # as the driver stops its session task
+        await asyncio.sleep(0)  # let what was cancelled finish
+        leftover = _client_tasks(before)
+        assert leftover == [], f"cancelled after {delay * 1000:.0f} ms: {leftover}"
