@@ -35,7 +35,9 @@ class _Debounce:
     def tick(self, now: float) -> None:
         if self.raw != self.active:
             delay = self._on_delay if self.raw else self._off_delay
-            if now - self._raw_since >= delay:
+            # The same sum `deadline()` gives: woken at the deadline, the delay is over (the
+            # difference `now - since` can round below `delay` where the sum equals `now`).
+            if now >= self._raw_since + delay:
                 self.active = self.raw
 
     def deadline(self) -> float | None:
@@ -241,7 +243,7 @@ class FreshnessDetector(Detector):
             elif seen_at < oldest:
                 oldest = seen_at
         self._oldest = oldest
-        self._active = now - oldest >= self.after_s  # what `tick` says, not failing
+        self._active = now >= oldest + self.after_s  # what `tick` says, not failing
 
     def failed(self, now: float) -> None:
         self.failing = True
@@ -249,10 +251,10 @@ class FreshnessDetector(Detector):
 
     def missing(self, now: float) -> list[str]:
         """Watched values not seen for `after_s`."""
-        return [name for name, t in self.last_seen.items() if now - t >= self.after_s]
+        return [name for name, t in self.last_seen.items() if now >= t + self.after_s]
 
     def tick(self, now: float) -> None:
-        self._active = not self.failing and now - self._oldest >= self.after_s
+        self._active = not self.failing and now >= self._oldest + self.after_s
 
     def deadline(self) -> float | None:
         if self.failing or self._active:

@@ -127,10 +127,11 @@ class _Grace:
             self.opened_at, self.closed_at = None, now
 
     def active(self, now: float) -> bool:
+        # Sums, as `deadline` computes them: at its deadline a grace period is over.
         if self.opened_at is not None:
-            return now - self.opened_at < self.rule.grace_s
+            return now < self.opened_at + self.rule.grace_s
         if self.closed_at is not None and self.opened_for < self.rule.grace_s:
-            return now - self.closed_at < self.rule.recovery_s
+            return now < self.closed_at + self.rule.recovery_s
         return False
 
     def deadline(self, now: float) -> float | None:

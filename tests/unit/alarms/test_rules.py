@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from controllerd.alarms import AlarmCommandError
-from controllerd.alarms._detect import RateDetector
+from controllerd.alarms._detect import FreshnessDetector, RateDetector, TimeoutDetector
 from controllerd.alarms._rules import RateRule
 from controllerd.config import ConfigError, parse_config
 from controllerd.statedb import StateDb
@@ -287,3 +287,24 @@ def test_a_device_whose_alarms_watch_no_value_is_stale_without_readings() -> Non
     assert not detector.active and detector.deadline() == 9.0
     detector.tick(9.0)
     assert detector.active and detector.missing(9.0) == []
+
+
+def test_at_its_deadline_a_delay_is_over_whatever_the_rounding() -> None:
+    # 1021.6383533952527 + 5.0 rounds to 1026.6383533952526, and that minus 1021.63... rounds
+    # below 5.0: a detector that compared the difference stayed pending at its own deadline,
+    # and the engine's timer woke on a deadline that never passed (found by the state-machine
+    # test of the engine).
+    since, delay = 1021.6383533952527, 5.0
+    assert (since + delay) - since < delay  # the rounding this is about
+    comm = TimeoutDetector(after_s=delay, now=since)
+    comm.failed(since + 1.0)
+    deadline = comm.deadline()
+    assert deadline == since + delay
+    comm.tick(deadline)
+    assert comm.active and comm.deadline() is None
+    fresh = FreshnessDetector(after_s=delay, watched=["t"], now=since)
+    deadline = fresh.deadline()
+    assert deadline == since + delay
+    fresh.tick(deadline)
+    assert fresh.active and fresh.deadline() is None
+    assert fresh.missing(deadline) == ["t"]
