@@ -37,10 +37,10 @@ from types import TracebackType
 from typing import Any, Self
 
 import serial
-import serial_asyncio_fast
 import structlog
 
 from drivers import ConnectFailed, cancel_and_wait
+from drivers.serial_line import open_serial_port
 from firmware_bridge._clock import LinkClock, MonotonicClock
 from firmware_bridge._config import FirmwareSerialConfig
 from firmware_bridge._errors import (
@@ -147,8 +147,7 @@ class FirmwareLink:
         self._closed = loop.create_future()
         try:
             async with asyncio.timeout(cfg.timeout_s + 2.0):
-                transport, _ = await serial_asyncio_fast.create_serial_connection(
-                    loop,
+                transport, _ = await open_serial_port(
                     lambda: _SerialProtocol(self),
                     cfg.port,
                     baudrate=cfg.baudrate,

@@ -6,6 +6,7 @@ function recognising its reply.
 """
 
 from drivers.serial_line._link import SerialLine, SerialLines
+from drivers.serial_line._open import open_serial_port
 from drivers.serial_line._settings import Framer, LineSettings
 
-__all__ = ["Framer", "LineSettings", "SerialLine", "SerialLines"]
+__all__ = ["Framer", "LineSettings", "SerialLine", "SerialLines", "open_serial_port"]

@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import serial_asyncio_fast
 import structlog
 from serial import SerialException
 
 from drivers._backoff import Backoff
 from drivers._errors import ConnectFailed, DeviceTimeout, DriverError, NotConnected, ProtocolError
+from drivers.serial_line._open import open_serial_port
 from drivers.serial_line._settings import Framer, LineSettings
 
 T = TypeVar("T")
@@ -129,10 +129,8 @@ class SerialLine:
     async def _open(self) -> None:
         s = self.settings
         protocol = _LineProtocol()
-        loop = asyncio.get_running_loop()
         async with asyncio.timeout(s.open_timeout_s):
-            transport, _ = await serial_asyncio_fast.create_serial_connection(
-                loop,
+            transport, _ = await open_serial_port(
                 lambda: protocol,
                 s.port,
                 baudrate=s.baudrate,
