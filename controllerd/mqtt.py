@@ -62,6 +62,21 @@ def response_target(message: aiomqtt.Message) -> tuple[str, bytes | None] | None
     return str(topic), bytes(correlation) if correlation is not None else None
 
 
+def _tls_hint(reason: str, mqtt: MqttSection) -> str:
+    """What a bare TLS EOF most likely means, for the operator reading the error.
+
+    With TLS 1.3 the client's handshake is over before the broker checks the client
+    certificate, so a broker refusing it either sends an alert ("unknown ca") or just closes
+    the connection, and the client then sees only an EOF, depending on timing.
+    """
+    if mqtt.cert_file is not None and "EOF occurred in violation of protocol" in reason:
+        return (
+            "; the broker closed the TLS connection without a word, which is how it refuses a"
+            " client certificate it does not trust: check cert_file against the broker's CA"
+        )
+    return ""
+
+
 class MqttConnection:
     """A self-healing MQTT 5 session for one controller."""
 
@@ -228,6 +243,7 @@ class MqttConnection:
                 reason = str(exc) or type(exc).__name__
                 if self._transport_error:
                     reason = f"{reason} ({self._transport_error})"
+                reason += _tls_hint(reason, self._mqtt)
                 self.last_error = reason
                 self.failures += 1
                 delay = self._backoff.next_delay()
