@@ -35,11 +35,9 @@ async def open_serial_port(
     loop = asyncio.get_running_loop()
     if urllib.parse.urlparse(port).scheme == "socket":
         # A TCP serial bridge: no blocking open to abandon.
-        connection = serial_asyncio_fast.create_serial_connection(
+        return await serial_asyncio_fast.create_serial_connection(
             loop, protocol_factory, port, **settings
         )
-        transport, protocol = await connection
-        return transport, protocol
     opening = loop.run_in_executor(None, partial(opener, port, **settings))
     try:
         instance = await asyncio.shield(opening)
